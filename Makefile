@@ -1,0 +1,34 @@
+# Two set-up commands: `make run` and `make test`. Each creates .venv and installs what it
+# needs on first use (and again whenever pyproject.toml changes).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Demo credentials for `make run` only; set the variables to override them.
+DEMO_ENV := EDUME_WEBHOOK_SECRETS="$${EDUME_WEBHOOK_SECRETS:-demo-webhook-secret}" \
+            EDUME_LINK_SECRET="$${EDUME_LINK_SECRET:-demo-link-secret}"
+
+.PHONY: run test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(DEMO_ENV) $(BIN)/edume-streams dev
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingress_bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check streams schemas tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

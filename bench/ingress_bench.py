@@ -1,0 +1,213 @@
+"""Ingress benchmark: signed 600-byte webhooks over loopback at 64 connections, broker included,
+against a bare handler (reads the body, answers 202) in the same run.
+
+    python bench/ingress_bench.py [--seconds 10] [--requests 150000] [--servers uvicorn,granian]
+
+Prints requests/s, p50/p99 latency, the ingress's peak RSS, and the ratio to the fastest bare
+handler. The load generator is wrk (a C program: it disturbs the measurement far less than a
+Python client); ``apt-get install wrk`` if it is missing. Every request carries a distinct
+event, so none is answered from the redelivery cache. Targets: ratio >= 0.5, p99 < 25 ms,
+RSS < 150 MB after 100,000 requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streams.broker import EmbeddedBroker, ensure_topics, free_port  # noqa: E402
+
+SECRET = "bench-secret"
+CONNECTIONS = 64
+THREADS = 2
+
+
+def make_bodies(path: Path, count: int) -> int:
+    """Distinct learner events of about 600 bytes, compact, each signed over its bytes."""
+    size = 0
+    with path.open("w") as out:
+        for i in range(count):
+            doc = {
+                "type": "learner.activity.finished",
+                "payload": {
+                    "type": "lesson",
+                    "user": {
+                        "eId": f"{i:08x}-b2c0-45a5-8310-5ed1d0948e30",
+                        "userId": 100_000 + i,
+                        "identifiers": [
+                            {"id": i, "key": "fountain.applicantId",
+                             "value": f"18d0f780-95b4-4ab1-a12b-{i:012x}",
+                             "createdAt": "2022-02-24T13:11:48.642Z"},
+                            {"id": i + 1, "key": "bamboo.employeeId", "value": f"E{i}",
+                             "createdAt": "2022-02-24T13:19:20.890Z"},
+                        ],
+                    },
+                    "group": {"groupId": 5},
+                    "course": {"courseId": 9961 + i % 50},
+                    "lesson": {"lessonId": 28856 + i % 500},
+                    "module": {"moduleId": 10658},
+                    "version": 1,
+                },
+                "timestamp": "2022-07-21T13:01:59.636Z",
+            }
+            body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+            sig = hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+            out.write(f"{sig}\t{body}\n")
+            size += len(body.encode())
+    return size // count
+
+
+def wait_http(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - loopback
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer 200 within {timeout_s}s")
+
+
+def run_wrk(port: int, bodies: Path, seconds: int) -> dict[str, float]:
+    script = Path(__file__).parent / "wrk_bodies.lua"
+    out = subprocess.run(
+        ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
+         "-s", str(script), f"http://127.0.0.1:{port}", "--", str(bodies), str(THREADS)],
+        capture_output=True, text=True, check=True, timeout=seconds + 120,
+    ).stdout
+    figures: dict[str, float] = {}
+    for key, value in re.findall(r"(\w+)=([0-9.]+)", " ".join(
+            line for line in out.splitlines() if line.startswith("BENCH"))):
+        figures[key] = float(value)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    figures["non_2xx"] = float(non2xx.group(1)) if non2xx else 0.0
+    figures["rps"] = figures["requests"] / figures["seconds"]
+    return figures
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    return rss, hwm
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:  # noqa: S310
+        text = r.read().decode()
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def bench_bare(server: str, bodies: Path, seconds: int) -> dict[str, float]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "serve_bare.py"),
+                             server, str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - loopback
+                    f"http://127.0.0.1:{port}/", data=b"{}"), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        return run_wrk(port, bodies, seconds)
+    finally:
+        stop(proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="upper bound per run")
+    parser.add_argument("--requests", type=int, default=150_000,
+                        help="distinct webhooks sent to the ingress (upper bound per run)")
+    parser.add_argument("--servers", default="uvicorn,granian",
+                        help="bare-handler servers to measure; the fastest is the baseline")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="edume-bench-"))
+    bodies = work / "bodies.tsv"
+    avg = make_bodies(bodies, args.requests)
+    print(f"bodies: {args.requests} distinct signed webhooks, {avg} bytes on average")
+
+    broker = EmbeddedBroker(log_path=work / "broker.log").start()
+    ingress: subprocess.Popen[bytes] | None = None
+    try:
+        asyncio.run(ensure_topics(broker.bootstrap, "bench."))
+        port = free_port()
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+               "TOPIC_PREFIX": "bench.", "EDUME_WEBHOOK_SECRETS": SECRET,
+               "KAFKA_ENABLE_IDEMPOTENCE": "false", "INGRESS_PORT": str(port),
+               "LOG_LEVEL": "WARNING"}
+        ingress = subprocess.Popen([sys.executable, "-m", "streams", "ingress"], cwd=ROOT,
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{port}/readyz", 30)
+        rss_before, _ = rss_mb(ingress.pid)
+        ours = run_wrk(port, bodies, args.seconds)
+        rss_after, rss_peak = rss_mb(ingress.pid)
+        published = metric(port, 'edume_ingress_requests_total{outcome="published"}')
+        duplicates = metric(port, 'edume_ingress_requests_total{outcome="duplicate"}')
+    finally:
+        if ingress is not None:
+            stop(ingress)
+        broker.stop()
+
+    bare = {}
+    for server in [s for s in args.servers.split(",") if s]:
+        try:
+            bare[server] = bench_bare(server, bodies, args.seconds)
+        except (subprocess.CalledProcessError, KeyError) as exc:
+            print(f"bare handler on {server}: not measured ({exc})")
+    best = max(bare, key=lambda s: bare[s]["rps"])
+
+    def line(name: str, f: dict[str, float]) -> str:
+        return (f"{name:<28} {f['rps']:>9.0f} req/s  p50 {f['p50_ms']:6.2f} ms  "
+                f"p99 {f['p99_ms']:6.2f} ms  requests {f['requests']:.0f}  "
+                f"non-2xx {f['non_2xx']:.0f}")
+
+    print(line("ingress (verify+validate+ack)", ours))
+    for server, f in bare.items():
+        print(line(f"bare handler on {server}", f))
+    ratio = ours["rps"] / bare[best]["rps"]
+    print(f"published {published:.0f} (acks=all), answered duplicate {duplicates:.0f}")
+    print(f"ingress RSS: {rss_before:.0f} MB idle, {rss_after:.0f} MB after "
+          f"{ours['requests']:.0f} requests, peak {rss_peak:.0f} MB")
+    print(f"ratio to the bare handler on {best}: {ratio:.2f} (target >= 0.5); "
+          f"p99 {ours['p99_ms']:.1f} ms (target < 25); peak RSS {rss_peak:.0f} MB (target < 150)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

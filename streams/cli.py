@@ -1,0 +1,165 @@
+"""The ``edume-streams`` command: parse arguments, read settings once, call the shells."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from streams.errors import EdumeStreamsError
+from streams.settings import Settings
+
+log = logging.getLogger("streams")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(coro)  # type: ignore[arg-type]
+
+
+def cmd_ingress(settings: Settings, _args: argparse.Namespace) -> int:
+    from streams.ingress.app import Ingress
+    from streams.ingress.server import serve
+
+    app = Ingress(settings)
+    log.info("ingress listening on http://%s:%d%s, brokers %s", settings.ingress_host,
+             settings.ingress_port, "/webhooks/edume", settings.kafka_bootstrap_servers)
+    _run(serve(app, settings))
+    return 0
+
+
+def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
+    from streams.dev import run_dev
+
+    return run_dev(settings)
+
+
+def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.jsjson import canonical
+    from streams.signing import sign_webhook
+
+    if not settings.webhook_secrets:
+        raise EdumeStreamsError("send signs with the first of EDUME_WEBHOOK_SECRETS; set it")
+    url = args.url or f"http://{settings.ingress_host}:{settings.ingress_port}/webhooks/edume"
+    failures = 0
+    for name in args.files:
+        raw = Path(name).read_bytes()
+        # eduMe sends and signs the single-line JSON.stringify form; --raw sends the file's
+        # bytes as they are, signed over those bytes.
+        body = raw if args.raw else canonical(raw)[1]
+        request = urllib.request.Request(  # noqa: S310 - the URL is the operator's
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-Edume-Signature": sign_webhook(settings.webhook_secrets[0], body),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            status, text = exc.code, exc.read().decode(errors="replace")
+        except urllib.error.URLError as exc:
+            print(f"{name}: cannot reach {url}: {exc.reason}", file=sys.stderr)
+            return 2
+        print(f"{name}: {status} {text}")
+        failures += status >= 300
+    return 1 if failures else 0
+
+
+def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.signing import build_link, sign_link
+
+    if not settings.link_secret:
+        raise EdumeStreamsError("link signing needs EDUME_LINK_SECRET; set it")
+    team_ids = [int(t) for t in args.team_id.split(",") if t.strip()] if args.team_id else []
+    url = build_link(
+        args.kind,
+        base_url=settings.link_base_url,
+        external_user_id=args.user,
+        content_id=args.content_id,
+        team_ids=team_ids,
+    )
+    print(sign_link(url, settings.link_secret))
+    return 0
+
+
+def cmd_schemas(_settings: Settings, args: argparse.Namespace) -> int:
+    from streams.schema_export import write_schemas
+
+    for path in write_schemas(Path(args.out_dir)):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edume-streams",
+        description="eduMe webhooks into Kafka: verified ingress, stream processing, links.",
+        epilog="Configuration comes from environment variables; see README.md.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("dev", help="the whole pipeline on this machine (embedded broker if none)")
+    sub.add_parser("ingress", help="the HTTP ingress alone")
+    send = sub.add_parser("send", help="sign JSON webhook files and POST them to the ingress")
+    send.add_argument("files", nargs="+", metavar="FILE")
+    send.add_argument("--url", help="ingress URL (default from INGRESS_HOST/INGRESS_PORT)")
+    send.add_argument("--raw", action="store_true",
+                      help="send the file's bytes unchanged, signed over those bytes")
+    link = sub.add_parser("link", help="print one signed seamless link")
+    link.add_argument("kind", metavar="KIND",
+                      help="course, module, lesson, survey, guide, hub or knowledge-hub")
+    link.add_argument("content_id", nargs="?", metavar="CONTENT_ID")
+    link.add_argument("--team-id", help="team id, or several comma-separated")
+    link.add_argument("--user", required=True, metavar="EXT_ID", help="your user id")
+    schemas = sub.add_parser("schemas", help="write JSON Schemas and an AsyncAPI document")
+    schemas.add_argument("out_dir", metavar="OUT_DIR")
+    return parser
+
+
+COMMANDS = {
+    "dev": cmd_dev,
+    "ingress": cmd_ingress,
+    "send": cmd_send,
+    "link": cmd_link,
+    "schemas": cmd_schemas,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        _setup_logging(settings)
+        return COMMANDS[args.command](settings, args)
+    except EdumeStreamsError as exc:
+        print(f"edume-streams {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""``edume-streams dev``: a broker (the one that answers, or the embedded one), the topics and
+the ingress, on one machine; SIGINT or SIGTERM stops all of it, the broker last."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import tempfile
+from pathlib import Path
+
+from streams.broker import EmbeddedBroker, answers, ensure_topics, is_loopback, parse_bootstrap
+from streams.errors import ConfigurationError
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Stop(Exception):
+    """SIGTERM before the server took over signal handling: unwind and clean up."""
+
+
+def _raise_stop(_sig: int, _frame: object) -> None:
+    raise _Stop
+
+
+def run_dev(settings: Settings) -> int:
+    """Run until stopped; returns the exit status."""
+    from streams.cli import _run
+
+    settings.require_webhook_auth()
+    host, port = parse_bootstrap(settings.kafka_bootstrap_servers)[0]
+    broker: EmbeddedBroker | None = None
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        if answers(host, port):
+            log.info("using the broker that answers at %s", settings.kafka_bootstrap_servers)
+        else:
+            if not is_loopback(host):
+                raise ConfigurationError(
+                    f"no broker answers at {settings.kafka_bootstrap_servers}, and the embedded "
+                    "broker only listens on a loopback address"
+                )
+            log_path = Path(tempfile.gettempdir()) / f"edume-streams-broker-{port}.log"
+            broker = EmbeddedBroker(host, port, log_path=log_path).start()
+            log.info("started the embedded broker (pid %d) on %s; its log: %s",
+                     broker.process.pid if broker.process else -1, broker.bootstrap, log_path)
+            # aiokafka's idempotent producer cannot start on the embedded broker; event ids
+            # in the headers let consumers absorb producer retries instead.
+            settings = settings.replace(kafka_enable_idempotence=False)
+        _run(_serve_dev(settings))
+        return 0
+    except (_Stop, KeyboardInterrupt):
+        return 0
+    finally:
+        if broker is not None:
+            broker.stop()
+            log.info("embedded broker stopped")
+        signal.signal(signal.SIGTERM, previous)
+
+
+async def _serve_dev(settings: Settings) -> None:
+    from streams.ingress.app import Ingress
+    from streams.ingress.server import serve
+
+    created = await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
+    made = sorted(name for name, state in created.items() if state == "created")
+    log.info("topics ready (%d created, %d already there)", len(made), len(created) - len(made))
+    app = Ingress(settings)
+
+    async def banner() -> None:
+        await app.publisher.wait_started(10)
+        base = f"http://{settings.ingress_host}:{settings.ingress_port}"
+        log.info("ingress ready: POST %s/webhooks/edume  (try: edume-streams send "
+                 "tests/fixtures/webhooks/*.json)  metrics: %s/metrics", base, base)
+
+    await serve(app, settings, after_start=banner)
+    await asyncio.sleep(0)

@@ -1,0 +1,82 @@
+"""The project's exception tree: callers branch on attributes, never on lists of classes.
+
+Messages carry safe context only (which header, which limit), never a body or a secret.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class EdumeStreamsError(Exception):
+    """Root of every error this project raises on purpose, so callers can catch one class."""
+
+    http_status: ClassVar[int | None] = None
+    """The HTTP status an edge answers with when this error ends a request, if one applies."""
+
+
+class ConfigurationError(EdumeStreamsError):
+    """Settings that cannot work (empty secret, nothing to verify with): start-up must stop."""
+
+
+class MalformedJSON(EdumeStreamsError, ValueError):
+    """Bytes that JavaScript's JSON.parse would refuse, or nested past the configured limit."""
+
+    http_status = 400
+
+
+class VerificationError(EdumeStreamsError):
+    """Root of every outcome of webhook verification that refuses the request."""
+
+    http_status: ClassVar[int | None] = 401
+
+
+class SignatureMismatch(VerificationError):
+    """No configured secret or bearer token vouches for this body: nothing authentic is known."""
+
+    http_status = 401
+
+
+class SignatureMissing(SignatureMismatch):
+    """No signature header and no valid bearer token: refused before any HMAC is computed."""
+
+    http_status = 401
+
+
+class MalformedBody(VerificationError):
+    """An authentic body that is not a JSON object we can read: the sender must fix it."""
+
+    http_status = 400
+
+
+class LinkError(EdumeStreamsError, ValueError):
+    """A seamless link cannot be built from these inputs (unknown kind, missing id, no team)."""
+
+
+class PublishError(EdumeStreamsError):
+    """The broker did not take an event: nothing was acknowledged, so the sender should retry."""
+
+    http_status: ClassVar[int | None] = 503
+    retriable: ClassVar[bool] = True
+
+
+class PublishTimeout(PublishError):
+    """No acknowledgement (acks=all) arrived within the publish timeout."""
+
+
+class BrokerUnavailable(PublishError):
+    """The broker cannot be reached or refused the request (not started, down, send failed)."""
+
+
+class PublishError(EdumeStreamsError):
+    """The broker did not take or acknowledge a record: the sender must retry later."""
+
+    http_status = 503
+
+
+class PublishTimeout(PublishError):
+    """No acknowledgement within the publish deadline; the record may still land later."""
+
+
+class BrokerUnavailable(PublishError):
+    """Not connected to a broker, or the broker refused the request."""

@@ -1,0 +1,1 @@
+"""The HTTP shell: verify, validate, key and publish eduMe webhooks. Imports no Faust."""

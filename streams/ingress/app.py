@@ -1,0 +1,354 @@
+"""The ingress as a raw ASGI application: verify → validate → key → publish, in one pass.
+
+A webhook's way is a straight line over the bytes it arrived as: the raw body is checked
+against the signature before anything is parsed, parsed once, validated from that parse,
+and the value published is the single-line form eduMe signed (its JSON.stringify form), so
+nothing is serialised twice. The answer is 202 only after the broker acknowledged the
+record with acks=all; when it does not within ``publish_timeout_s`` eduMe gets 503 and
+retries, so an authentic event is never acknowledged and lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from schemas import WEBHOOK_ADAPTER, canonical_type
+from streams import topics
+from streams.errors import PublishError, VerificationError
+from streams.ingress.dedup import RecentIds
+from streams.ingress.metrics import IngressMetrics
+from streams.ingress.openapi import openapi_document
+from streams.ingress.publisher import Publisher
+from streams.settings import Settings
+from streams.signing import WebhookVerifier
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+WEBHOOK_PATH = "/webhooks/edume"
+_JSON = (b"content-type", b"application/json")
+_TEXT = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+_MAX_REASON = 300
+
+
+def rfc3339_now(now: float | None = None) -> bytes:
+    """UTC time with milliseconds, as in ``2026-01-02T03:04:05.678Z``."""
+    t = time.time() if now is None else now
+    whole = int(t)
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((t - whole) * 1000):03d}Z"
+    ).encode()
+
+
+def summarise_validation(exc: ValidationError, document: object) -> str:
+    """Where and why a document failed its schema, without echoing any input value."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False)[:5]:
+        parts.append(f"{_document_path(error['loc'], document)}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    text = "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+    return text[:_MAX_REASON]
+
+
+def _document_path(loc: tuple[int | str, ...], document: object) -> str:
+    """The error's location as a path in the document: union tags pydantic puts in ``loc``
+    (``course.added``, ``lesson``) are not keys of the document and are left out."""
+    path: list[str] = []
+    node = document
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif i != len(loc) - 1:
+            continue  # a union tag
+        path.append(str(part))
+    return ".".join(path) or "(root)"
+
+
+class Ingress:
+    """The ASGI callable; its lifespan owns the producer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        verifier: WebhookVerifier | None = None,
+        publisher: Publisher | None = None,
+    ) -> None:
+        settings.require_webhook_auth()
+        self.settings = settings
+        self.verifier = verifier or WebhookVerifier(
+            settings.webhook_secrets,
+            settings.webhook_bearer_tokens,
+            max_depth=settings.max_json_depth,
+        )
+        self.publisher = publisher or Publisher(settings)
+        self.metrics = IngressMetrics()
+        self.recent = RecentIds(settings.dedup_capacity, settings.dedup_ttl_s)
+        self._in_flight: dict[bytes, asyncio.Future[object]] = {}
+        prefix = settings.topic_prefix
+        self._event_topic = {
+            family: topics.prefixed(name, prefix)
+            for family, name in topics.EVENT_TOPIC_BY_FAMILY.items()
+        }
+        self._dlq_topic = topics.prefixed(topics.WEBHOOKS_DLQ, prefix)
+        self._retry_after = str(settings.retry_after_s).encode()
+        self._openapi = orjson.dumps(openapi_document(settings))
+        self.metrics.gauge(
+            "edume_ingress_broker_ready",
+            "1 while the broker answers, else 0.",
+            lambda: float(self.publisher.ready),
+        )
+        self.metrics.gauge(
+            "edume_ingress_publishes_in_flight",
+            "Records sent and not yet acknowledged.",
+            lambda: float(len(self._in_flight)),
+        )
+        self.metrics.gauge(
+            "edume_ingress_dedup_ids",
+            "Event ids remembered for redelivery detection.",
+            lambda: float(len(self.recent)),
+        )
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            method = scope["method"]
+            if path == WEBHOOK_PATH:
+                if method == "POST":
+                    await self._webhook(scope, receive, send)
+                else:
+                    self.metrics.requests["method_not_allowed"] += 1
+                    await _respond(send, 405, {"error": "use POST"}, [(b"allow", b"POST")])
+            elif method in ("GET", "HEAD"):
+                await self._get(path, send)
+            else:
+                self.metrics.requests["not_found"] += 1
+                await _respond(send, 404, {"error": "not found"})
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.publisher.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.publisher.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _get(self, path: str, send: Any) -> None:
+        if path == "/healthz":
+            await _respond(send, 200, {"status": "ok"})
+        elif path == "/readyz":
+            if self.publisher.ready:
+                await _respond(send, 200, {"status": "ready"})
+            else:
+                await _respond(
+                    send,
+                    503,
+                    {"status": "broker unreachable"},
+                    [(b"retry-after", self._retry_after)],
+                )
+        elif path == "/metrics":
+            await _send(send, 200, self.metrics.render(), [_TEXT])
+        elif path == "/openapi.json":
+            await _send(send, 200, self._openapi, [_JSON])
+        else:
+            self.metrics.requests["not_found"] += 1
+            await _respond(send, 404, {"error": "not found"})
+
+    async def _read_body(self, scope: Scope, receive: Any, send: Any) -> bytes | None:
+        """The whole body, or None after answering 413/408 (or on a client disconnect)."""
+        limit = self.settings.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    self.metrics.requests["too_large"] += 1
+                    await _respond(send, 413, {"error": f"body larger than {limit} bytes"})
+                    return None
+                break
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        self.metrics.requests["too_large"] += 1
+                        await _respond(send, 413, {"error": f"body larger than {limit} bytes"})
+                        return None
+                    if not message.get("more_body", False):
+                        if not chunks:
+                            return chunk
+                        chunks.append(chunk)
+                        return b"".join(chunks)
+                    chunks.append(chunk)
+        except TimeoutError:
+            self.metrics.requests["timeout"] += 1
+            await _respond(send, 408, {"error": "body not received in time"})
+            return None
+
+    async def _webhook(self, scope: Scope, receive: Any, send: Any) -> None:
+        body = await self._read_body(scope, receive, send)
+        if body is None:
+            return
+        signature = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"x-edume-signature":
+                signature = value
+            elif name == b"authorization":
+                authorization = value
+        try:
+            verified = self.verifier.verify(body, signature, authorization)
+        except VerificationError as exc:
+            status = exc.http_status
+            if status == 401:
+                self.metrics.requests["unauthorized"] += 1
+                self.metrics.verification_failures[
+                    "missing" if signature is None and authorization is None else "mismatch"
+                ] += 1
+            else:
+                self.metrics.requests["bad_request"] += 1
+            await _respond(send, status, {"error": str(exc)})
+            return
+
+        document = verified.document
+        received_type = document.get("type")
+        event_type = canonical_type(received_type)
+        dlq_kind: str | None = None
+        dlq_reason = ""
+        if event_type is None:
+            dlq_kind = "unknown_type"
+            dlq_reason = (
+                f"unknown type {received_type[:100]!r}"
+                if isinstance(received_type, str)
+                else "type missing or not a string"
+            )
+        else:
+            try:
+                event = WEBHOOK_ADAPTER.validate_python(document)
+            except ValidationError as exc:
+                dlq_kind = "schema_mismatch"
+                dlq_reason = f"{event_type} does not match its schema: {summarise_validation(exc, document)}"
+
+        event_id = verified.event_id
+        id_bytes = event_id.encode()
+        headers = [("edume-event-id", id_bytes)]
+        if event_type is not None:
+            headers.append(("edume-event-type", event_type.encode()))
+        headers.append(("edume-received-at", rfc3339_now()))
+        if dlq_kind is None:
+            topic = self._event_topic[event.FAMILY]
+            key = str(event.routing_id).encode()
+            value = verified.canonical
+        else:
+            topic = self._dlq_topic
+            key = id_bytes
+            value = body
+            headers.append(("edume-dlq-reason", dlq_reason.encode()))
+        await self._publish_once(
+            send, bytes.fromhex(event_id), event_id, topic, key, value, headers, dlq_kind
+        )
+
+    async def _publish_once(
+        self,
+        send: Any,
+        digest: bytes,
+        event_id: str,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        dlq_kind: str | None,
+    ) -> None:
+        """Publish unless this id was acknowledged recently or is being delivered right now.
+
+        A delivery stays in ``_in_flight`` until the broker settles it, even after its own
+        request was answered 503: eduMe's retry then waits for that same delivery instead of
+        writing the event a second time, and is answered ``duplicate`` once it lands.
+        """
+        if digest in self.recent:
+            return await self._accepted(send, event_id, topic, duplicate=True)
+        started = time.monotonic()
+        deadline_s = self.settings.publish_timeout_s
+        delivery = self._in_flight.get(digest)
+        duplicate = delivery is not None
+        if delivery is None:
+            try:
+                delivery = await self.publisher.enqueue(topic, key, value, headers, deadline_s)
+            except PublishError as exc:
+                log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
+                return await self._unavailable(send, str(exc))
+            self._in_flight[digest] = delivery
+            delivery.add_done_callback(self._settled(digest))
+        try:
+            async with asyncio.timeout(deadline_s - (time.monotonic() - started)):
+                await asyncio.shield(delivery)
+        except TimeoutError:
+            self.publisher.mark_unreachable()
+            log.warning("no acknowledgement for %s on %s within %.1fs", event_id, topic,
+                        deadline_s)
+            return await self._unavailable(send, "the broker did not acknowledge in time")
+        except KafkaError as exc:
+            log.warning("publish of %s to %s failed: %s", event_id, topic, type(exc).__name__)
+            return await self._unavailable(send, f"the broker refused: {type(exc).__name__}")
+        if duplicate:
+            return await self._accepted(send, event_id, topic, duplicate=True)
+        m = self.metrics
+        m.publish_seconds.observe(time.monotonic() - started)
+        m.published_by_topic[topic] = m.published_by_topic.get(topic, 0) + 1
+        if dlq_kind is not None:
+            m.dlq_by_reason[dlq_kind] = m.dlq_by_reason.get(dlq_kind, 0) + 1
+        await self._accepted(send, event_id, topic, duplicate=False, dlq=dlq_kind is not None)
+
+    def _settled(self, digest: bytes) -> Callable[[asyncio.Future[object]], None]:
+        def settled(delivery: asyncio.Future[object]) -> None:
+            self._in_flight.pop(digest, None)
+            if not delivery.cancelled() and delivery.exception() is None:
+                self.recent.add(digest)
+
+        return settled
+
+    async def _accepted(
+        self, send: Any, event_id: str, topic: str, *, duplicate: bool, dlq: bool = False
+    ) -> None:
+        self.metrics.requests["duplicate" if duplicate else "dlq" if dlq else "published"] += 1
+        await _respond(send, 202, {"eventId": event_id, "topic": topic, "duplicate": duplicate})
+
+    async def _unavailable(self, send: Any, reason: str) -> None:
+        self.metrics.requests["unavailable"] += 1
+        await _respond(send, 503, {"error": reason}, [(b"retry-after", self._retry_after)])
+
+
+async def _respond(
+    send: Any, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _send(send, status, orjson.dumps(payload), [_JSON, *(extra or ())])
+
+
+async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app() -> Ingress:
+    """Factory for ASGI servers that import the app by name: settings from the environment."""
+    return Ingress(Settings.from_env())

@@ -1,0 +1,64 @@
+"""Serving the ingress: uvicorn (httptools, uvloop) in this process, stopped by signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+
+from streams.ingress.app import Ingress
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def uvicorn_config(app: Ingress, settings: Settings) -> uvicorn.Config:
+    """The server settings the benchmark measured: httptools parser, uvloop, no access log."""
+    return uvicorn.Config(
+        app,
+        host=settings.ingress_host,
+        port=settings.ingress_port,
+        loop="none",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+        date_header=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=max(5, int(settings.publish_timeout_s) + 1),
+        backlog=2048,
+    )
+
+
+async def serve(app: Ingress, settings: Settings,
+                after_start: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; in-flight requests finish before the producer flushes."""
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    stop_requested: list[int] = []
+
+    def note(sig: int, _frame: object) -> None:
+        # uvicorn hands captured signals back to the previous handler after its graceful
+        # shutdown; recording them here (instead of the default action) lets callers
+        # such as ``dev`` run their own cleanup afterwards.
+        stop_requested.append(sig)
+        server.should_exit = True
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        task = asyncio.create_task(server.serve())
+        if after_start is not None:
+            while not server.started and not task.done():  # noqa: ASYNC110 - no event to await
+                await asyncio.sleep(0.02)
+            if server.started:
+                await after_start()
+        await task
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop_requested:
+        log.info("stopped by signal %d", stop_requested[-1])

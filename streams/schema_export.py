@@ -1,0 +1,101 @@
+"""``edume-streams schemas OUT_DIR``: a JSON Schema per topic value and one AsyncAPI document.
+
+Both are generated from the models and the topic catalog, so they cannot drift from what
+the ingress validates and publishes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas import course_event_json_schema, learner_event_json_schema
+from streams import topics
+
+HEADERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "edume-event-id": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                           "description": "lowercase hex SHA-256 of the event's "
+                                          "single-line JSON.stringify form"},
+        "edume-event-type": {"type": "string", "description": "canonical event type"},
+        "edume-received-at": {"type": "string", "format": "date-time",
+                              "description": "when the ingress received it (RFC 3339, UTC)"},
+        "edume-dlq-reason": {"type": "string", "description": "DLQ only: why it is there"},
+    },
+    "required": ["edume-event-id", "edume-received-at"],
+}
+
+DLQ_VALUE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "edume.webhooks.dlq value",
+    "description": (
+        "The raw request body exactly as received: an authentic webhook whose type is "
+        "unknown or whose body does not match its type's schema. Usually a JSON object; "
+        "read the edume-dlq-reason header for why it is here."
+    ),
+}
+
+
+def topic_value_schemas() -> dict[str, dict[str, Any]]:
+    """Contract topic name → JSON Schema of its value (the topics built so far)."""
+    return {
+        topics.COURSE_EVENTS: course_event_json_schema(),
+        topics.LEARNER_EVENTS: learner_event_json_schema(),
+        topics.WEBHOOKS_DLQ: DLQ_VALUE_SCHEMA,
+    }
+
+
+def asyncapi_document(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An AsyncAPI 3 document naming each topic's key, headers and value schema."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for name in schemas:  # the schemas themselves are written beside the document
+        spec = topics.BY_NAME[name]
+        ident = name.replace(".", "_")
+        messages[ident] = {
+            "name": name,
+            "contentType": "application/json",
+            "headers": HEADERS_SCHEMA,
+            "payload": {"$ref": f"./{name}.schema.json"},
+            "bindings": {"kafka": {"key": {"type": "string", "description": spec.key}}},
+            "description": spec.value,
+        }
+        channels[ident] = {
+            "address": name,
+            "messages": {ident: {"$ref": f"#/components/messages/{ident}"}},
+            "bindings": {"kafka": {"partitions": spec.partitions,
+                                   "topicConfiguration": {
+                                       "cleanup.policy": [spec.kafka_configs()["cleanup.policy"]]
+                                   }}},
+        }
+        operations[f"receive_{ident}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{ident}"},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "edume-streams topics", "version": "1",
+                 "description": "Topics edume-streams produces. Names take TOPIC_PREFIX."},
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def write_schemas(out_dir: Path) -> list[Path]:
+    """Write ``<topic>.schema.json`` per topic and ``asyncapi.json``; return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    schemas = topic_value_schemas()
+    written = []
+    for name, schema in schemas.items():
+        path = out_dir / f"{name}.schema.json"
+        path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2) + b"\n")
+        written.append(path)
+    path = out_dir / "asyncapi.json"
+    path.write_bytes(orjson.dumps(asyncapi_document(schemas), option=orjson.OPT_INDENT_2) + b"\n")
+    written.append(path)
+    return written

@@ -1,0 +1,89 @@
+"""The topic catalog: every topic's name, key, partitions and configs, in one place.
+
+The CLI (``dev``, topic creation), the schema export and the docs read this table; the
+ingress and the workers ask it for names so that ``TOPIC_PREFIX`` applies everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Family = Literal["course", "learner"]
+
+COURSE_EVENTS = "edume.course.events"
+LEARNER_EVENTS = "edume.learner.events"
+WEBHOOKS_DLQ = "edume.webhooks.dlq"
+TRAINING_POLICIES = "training.policies"
+MANDATORY_COMPLETED = "training.mandatory.completed"
+LINK_REQUESTS = "links.requests"
+LINK_ISSUE = "links.issue"
+LINK_ISSUED = "links.issued"
+LINK_REJECTED = "links.rejected"
+
+_WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One contract topic: what its key and value are, and how it is laid out."""
+
+    name: str
+    key: str
+    value: str
+    partitions: int
+    compacted: bool = False
+    retention_ms: int = _WEEK_MS
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def kafka_configs(self) -> dict[str, str]:
+        """Topic-level configs as a broker takes them at creation."""
+        out = {"cleanup.policy": "compact" if self.compacted else "delete"}
+        if not self.compacted:
+            out["retention.ms"] = str(self.retention_ms)
+        out.update(self.configs)
+        return out
+
+
+CATALOG: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        COURSE_EVENTS,
+        "courseId, decimal string",
+        "the webhook object as received, compact JSON",
+        partitions=4,
+        retention_ms=4 * _WEEK_MS,
+    ),
+    TopicSpec(
+        LEARNER_EVENTS,
+        "eduMe userId, decimal string",
+        "the webhook object as received, compact JSON",
+        partitions=8,
+        retention_ms=4 * _WEEK_MS,
+    ),
+    TopicSpec(WEBHOOKS_DLQ, "eventId", "the raw body", partitions=1, retention_ms=4 * _WEEK_MS),
+    TopicSpec(
+        TRAINING_POLICIES,
+        "courseId, decimal string",
+        "training policy; a null value deletes it",
+        partitions=4,
+        compacted=True,
+    ),
+    TopicSpec(
+        MANDATORY_COMPLETED,
+        "eduMe userId",
+        "one event per learner per mandatory course completed",
+        partitions=8,
+    ),
+    TopicSpec(LINK_REQUESTS, "externalUserId", "a link request", partitions=8),
+    TopicSpec(LINK_ISSUE, "externalUserId", "an issue-link event", partitions=8),
+    TopicSpec(LINK_ISSUED, "externalUserId", "a signed seamless link", partitions=8),
+    TopicSpec(LINK_REJECTED, "externalUserId", "a request that cannot be honoured", partitions=8),
+)
+
+BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOG}
+EVENT_TOPIC_BY_FAMILY: dict[Family, str] = {"course": COURSE_EVENTS, "learner": LEARNER_EVENTS}
+
+
+def prefixed(name: str, prefix: str) -> str:
+    """The topic's name on the broker: ``TOPIC_PREFIX`` + the contract name."""
+    return f"{prefix}{name}"

@@ -1,0 +1,96 @@
+"""The commands as a newcomer runs them: ``dev`` brings up the embedded broker, the topics and
+the ingress; ``send`` posts the samples; SIGTERM stops everything, leaving no process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from streams.broker import answers, free_port
+from tests.support import FIXTURES, read_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_"))}
+    env.update(extra)
+    return env
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"dev exited early: {proc.stdout.read().decode()}")  # type: ignore[union-attr]
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout_s}s")
+
+
+def _tansu_pids_on(port: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"tansu" in cmd and f"127.0.0.1:{port}".encode() in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+async def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm(tmp_path) -> None:
+    kafka_port, http_port = free_port(), free_port()
+    env = _env(
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{kafka_port}",
+        INGRESS_PORT=str(http_port),
+        EDUME_WEBHOOK_SECRETS="demo-secret",
+        TOPIC_PREFIX="dev.",
+        PYTHONUNBUFFERED="1",
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "streams", "dev"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{http_port}/readyz", 30, proc)
+        assert _tansu_pids_on(kafka_port), "dev did not start the embedded broker"
+        files = [str(FIXTURES / "course.added.json"), str(FIXTURES / "learner.added.json")]
+        sent = subprocess.run([sys.executable, "-m", "streams", "send", *files], cwd=ROOT,
+                              env=env, capture_output=True, timeout=60, check=False)
+        assert sent.returncode == 0, sent.stderr.decode()
+        lines = sent.stdout.decode().splitlines()
+        assert len(lines) == 2 and all(": 202 " in line for line in lines), lines
+        answer = json.loads(lines[0].split(": 202 ", 1)[1])
+        assert answer["topic"] == "dev.edume.course.events"
+        records = await read_topic(f"127.0.0.1:{kafka_port}", "dev.edume.course.events", 1)
+        assert len(records) == 1 and records[0].key == b"22299"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            output = proc.communicate(timeout=30)[0].decode()
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, output
+    assert "demo-secret" not in output
+    assert not _tansu_pids_on(kafka_port), "the embedded broker outlived dev"
+    assert not answers("127.0.0.1", kafka_port) and not answers("127.0.0.1", http_port)
+
+
+def test_ingress_refuses_to_start_without_secrets() -> None:
+    result = subprocess.run([sys.executable, "-m", "streams", "ingress"], cwd=ROOT, env=_env(),
+                            capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert b"EDUME_WEBHOOK_SECRETS" in result.stderr

@@ -1,0 +1,138 @@
+"""Test helpers: signed requests, an in-process ingress served over real loopback HTTP, and a
+topic reader that counts records instead of trusting end offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.broker import ensure_topics, free_port
+from streams.ingress.app import Ingress
+from streams.ingress.server import uvicorn_config
+from streams.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
+SECRET = "test-secret-0123456789"
+SECOND_SECRET = "rotated-secret-abcdef"
+BEARER = "test-bearer-token-xyz"
+
+
+def manifest() -> list[dict[str, Any]]:
+    return json.loads((FIXTURES / "manifest.json").read_text())
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def compact(raw: bytes) -> bytes:
+    """The single-line form, by the stdlib: an oracle independent of streams.jsjson (valid for
+    the fixtures, which hold no floats that JavaScript and Python print differently)."""
+    return json.dumps(json.loads(raw), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def make_settings(bootstrap: str, prefix: str, **changes: Any) -> Settings:
+    base = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        webhook_secrets=(SECRET, SECOND_SECRET),
+        webhook_bearer_tokens=(BEARER,),
+        ingress_port=free_port(),
+        kafka_enable_idempotence=False,
+        publish_timeout_s=2.0,
+        ready_probe_interval_s=0.3,
+    )
+    return base.replace(**changes) if changes else base
+
+
+@dataclass
+class RunningIngress:
+    app: Ingress
+    settings: Settings
+    url: str
+    http: aiohttp.ClientSession
+
+    async def post(self, body: bytes, headers: dict[str, str] | None = None,
+                   *, secret: str | None = SECRET) -> tuple[int, dict[str, Any], Any]:
+        h = {"Content-Type": "application/json"}
+        if secret is not None:
+            h["X-Edume-Signature"] = sign(body, secret)
+        h.update(headers or {})
+        async with self.http.post(self.url + "/webhooks/edume", data=body, headers=h) as r:
+            text = await r.read()
+            return r.status, dict(r.headers), json.loads(text) if text else None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        async with self.http.get(self.url + path) as r:
+            return r.status, await r.read()
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic_prefix + name
+
+
+@contextlib.asynccontextmanager
+async def serve_ingress(settings: Settings, create_topics: bool = True
+                        ) -> AsyncIterator[RunningIngress]:
+    if create_topics:
+        await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
+    app = Ingress(settings)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            raise RuntimeError("ingress did not start")
+        await asyncio.sleep(0.02)
+    assert await app.publisher.wait_started(15), "producer did not connect"
+    async with aiohttp.ClientSession() as http:
+        try:
+            yield RunningIngress(app, settings,
+                                 f"http://{settings.ingress_host}:{settings.ingress_port}", http)
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, 30)
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, *, timeout_s: float = 15.0,
+                     grace_s: float = 0.7) -> list[Any]:
+    """Every record of ``topic`` from the beginning, counted: waits until ``expected`` records
+    arrived, then ``grace_s`` more for any that should not be there. Never trusts end
+    offsets (the embedded broker reports them wrong for multi-record batches)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        grace_until: float | None = None
+        while True:
+            now = time.monotonic()
+            if grace_until is None and len(records) >= expected:
+                grace_until = now + grace_s
+            if (grace_until is not None and now >= grace_until) or now >= deadline:
+                break
+            batch = await consumer.getmany(timeout_ms=100)
+            for recs in batch.values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()

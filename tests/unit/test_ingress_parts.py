@@ -1,0 +1,145 @@
+"""Pure parts of the ingress shell: settings, the redelivery memory, metrics, the catalog."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from schemas import WEBHOOK_ADAPTER
+from streams import topics
+from streams.errors import ConfigurationError
+from streams.ingress.app import rfc3339_now, summarise_validation
+from streams.ingress.dedup import RecentIds
+from streams.ingress.metrics import Histogram, IngressMetrics
+from streams.settings import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_settings_defaults_follow_the_contract() -> None:
+    s = Settings.from_env({})
+    assert (s.kafka_bootstrap_servers, s.topic_prefix, s.ingress_host, s.ingress_port) == (
+        "127.0.0.1:9092", "", "127.0.0.1", 8080)
+    assert (s.worker_web_port, s.max_body_bytes, s.link_base_url) == (
+        6066, 1_048_576, "https://learn.edume.com/e")
+    assert s.kafka_enable_idempotence is True
+
+
+def test_settings_read_lists_and_hide_secrets() -> None:
+    s = Settings.from_env({"EDUME_WEBHOOK_SECRETS": " one, two ,,", "EDUME_LINK_SECRET": "ls",
+                           "EDUME_WEBHOOK_BEARER_TOKENS": "tok", "INGRESS_PORT": "9000",
+                           "KAFKA_ENABLE_IDEMPOTENCE": "false", "PUBLISH_TIMEOUT_S": "1.5"})
+    assert s.webhook_secrets == ("one", "two") and s.webhook_bearer_tokens == ("tok",)
+    assert s.ingress_port == 9000 and isinstance(s.ingress_port, int)
+    assert s.kafka_enable_idempotence is False and s.publish_timeout_s == 1.5
+    for secret in ("one", "two", "tok", "ls"):
+        assert f"'{secret}'" not in repr(s)
+
+
+@pytest.mark.parametrize(("var", "value", "message"), [
+    ("INGRESS_PORT", "eighty", "INGRESS_PORT must be a int"),
+    ("MAX_BODY_BYTES", "0", "MAX_BODY_BYTES must be at least 1"),
+    ("KAFKA_ENABLE_IDEMPOTENCE", "maybe", "must be true or false"),
+])
+def test_bad_settings_stop_start_up(var: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env({var: value})
+
+
+def test_ingress_needs_a_secret_or_a_token() -> None:
+    with pytest.raises(ConfigurationError, match="EDUME_WEBHOOK_SECRETS"):
+        Settings.from_env({}).require_webhook_auth()
+    Settings.from_env({"EDUME_WEBHOOK_BEARER_TOKENS": "t"}).require_webhook_auth()
+
+
+def test_recent_ids_remember_at_least_half_the_capacity() -> None:
+    recent = RecentIds(capacity=10, ttl_s=1000, clock=Clock())
+    ids = [bytes([i]) * 32 for i in range(30)]
+    for i, event_id in enumerate(ids):
+        recent.add(event_id)
+        assert all(old in recent for old in ids[max(0, i - 4): i + 1])
+    assert ids[0] not in recent
+    assert len(recent) <= 10
+
+
+def test_recent_ids_forget_after_the_ttl() -> None:
+    clock = Clock()
+    recent = RecentIds(capacity=1000, ttl_s=10, clock=clock)
+    recent.add(b"a" * 32)
+    clock.now = 4.9
+    assert b"a" * 32 in recent
+    clock.now = 5.0  # rotation: still remembered in the previous generation
+    assert b"a" * 32 in recent
+    clock.now = 10.0  # second rotation: gone
+    assert b"a" * 32 not in recent
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=300), st.integers(2, 64))
+@settings(max_examples=60, deadline=None)
+def test_recent_ids_never_exceed_capacity_and_keep_the_latest(ids: list[bytes], cap: int) -> None:
+    recent = RecentIds(capacity=cap, ttl_s=1e9, clock=Clock())
+    for event_id in ids:
+        recent.add(event_id)
+        assert len(recent) <= cap
+    assert all(event_id in recent for event_id in ids[-(cap // 2):])
+
+
+def test_histogram_is_cumulative() -> None:
+    h = Histogram((0.1, 1.0))
+    for v in (0.05, 0.1, 0.5, 3.0):
+        h.observe(v)
+    assert h.render("x") == ['x_bucket{le="0.1"} 2', 'x_bucket{le="1.0"} 3',
+                             'x_bucket{le="+Inf"} 4', "x_sum 3.650000", "x_count 4"]
+
+
+def test_metrics_render_prometheus_text() -> None:
+    m = IngressMetrics()
+    m.requests["published"] += 2
+    m.gauge("edume_ingress_broker_ready", "ready", lambda: 1.0)
+    text = m.render().decode()
+    assert 'edume_ingress_requests_total{outcome="published"} 2' in text
+    assert "# TYPE edume_ingress_publish_seconds histogram" in text
+    assert text.endswith("edume_ingress_broker_ready 1.0\n")
+    sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"\})? [0-9.e+-]+$')
+    assert all(line.startswith("#") or sample.match(line) for line in text.splitlines())
+
+
+def test_catalog_holds_the_contract_topics() -> None:
+    assert [s.name for s in topics.CATALOG] == [
+        "edume.course.events", "edume.learner.events", "edume.webhooks.dlq",
+        "training.policies", "training.mandatory.completed", "links.requests",
+        "links.issue", "links.issued", "links.rejected"]
+    assert topics.BY_NAME["edume.course.events"].partitions >= 4
+    assert topics.BY_NAME["edume.learner.events"].partitions >= 4
+    assert topics.BY_NAME["training.policies"].kafka_configs()["cleanup.policy"] == "compact"
+    assert topics.prefixed("links.issue", "acme.") == "acme.links.issue"
+
+
+def test_received_at_is_rfc3339_utc_with_milliseconds() -> None:
+    assert rfc3339_now(1_700_000_000.25) == b"2023-11-14T22:13:20.250Z"
+    parsed = datetime.fromisoformat(rfc3339_now().decode())
+    assert abs((datetime.now(UTC) - parsed).total_seconds()) < 5
+
+
+def test_schema_mismatch_reason_names_document_paths_and_never_values() -> None:
+    doc = {"type": "learner.activity.started",
+           "payload": {"type": "lesson", "user": {"eId": "SECRET-PII", "userId": "10215"},
+                       "group": {"groupId": 5}, "course": {"courseId": 9961},
+                       "module": {"moduleId": 1}, "version": 1},
+           "timestamp": "2022-07-21T13:01:59.636Z"}
+    with pytest.raises(ValidationError) as info:
+        WEBHOOK_ADAPTER.validate_python(doc)
+    reason = summarise_validation(info.value, doc)
+    assert "payload.user.userId" in reason and "payload.lesson" in reason
+    assert "SECRET-PII" not in reason and "10215" not in reason
