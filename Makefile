@@ -24,6 +24,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python -c "import granian" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/ingress_bench.py
 
 lint: $(STAMP)

@@ -114,6 +114,22 @@ def cmd_schemas(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.reader import read_topic
+
+    topic = settings.topic_prefix + args.topic
+    count = 0
+
+    async def go() -> None:
+        nonlocal count
+        count = await read_topic(settings.kafka_bootstrap_servers, topic,
+                                 idle_s=args.idle_s, follow=args.follow)
+
+    _run(go())
+    print(f"{count} records on {topic}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edume-streams",
@@ -134,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("content_id", nargs="?", metavar="CONTENT_ID")
     link.add_argument("--team-id", help="team id, or several comma-separated")
     link.add_argument("--user", required=True, metavar="EXT_ID", help="your user id")
+    read = sub.add_parser("read", help="print a topic's records from the beginning")
+    read.add_argument("topic", metavar="TOPIC", help="contract name; TOPIC_PREFIX is added")
+    read.add_argument("--follow", action="store_true", help="keep printing new records")
+    read.add_argument("--idle-s", type=float, default=2.0,
+                      help="stop after this many seconds without a record (default 2)")
     schemas = sub.add_parser("schemas", help="write JSON Schemas and an AsyncAPI document")
     schemas.add_argument("out_dir", metavar="OUT_DIR")
     return parser
@@ -145,6 +166,7 @@ COMMANDS = {
     "send": cmd_send,
     "link": cmd_link,
     "schemas": cmd_schemas,
+    "read": cmd_read,
 }
 
 

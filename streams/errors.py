@@ -54,24 +54,10 @@ class LinkError(EdumeStreamsError, ValueError):
 
 
 class PublishError(EdumeStreamsError):
-    """The broker did not take an event: nothing was acknowledged, so the sender should retry."""
+    """The broker did not take or acknowledge a record: the sender must retry later."""
 
     http_status: ClassVar[int | None] = 503
     retriable: ClassVar[bool] = True
-
-
-class PublishTimeout(PublishError):
-    """No acknowledgement (acks=all) arrived within the publish timeout."""
-
-
-class BrokerUnavailable(PublishError):
-    """The broker cannot be reached or refused the request (not started, down, send failed)."""
-
-
-class PublishError(EdumeStreamsError):
-    """The broker did not take or acknowledge a record: the sender must retry later."""
-
-    http_status = 503
 
 
 class PublishTimeout(PublishError):

@@ -64,21 +64,22 @@ _JS_ESCAPE_RE: Final = re.compile('[\x00-\x1f"\\\\\ud800-\udfff]')
 
 def parse(raw: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse ``raw`` as JSON.parse would, fast via orjson, refusing nesting past ``max_depth``."""
+    if type(raw) is not bytes:
+        raw = bytes(raw)
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        value = _parse_fallback(raw, exc)
+    except orjson.JSONDecodeError:
+        value = _parse_fallback(raw)
     # A document with no more brackets than the limit cannot nest deeper: skip the walk.
     if raw.count(b"[") + raw.count(b"{") > max_depth:
         _check_depth(value, max_depth)
     return value
 
 
-def _parse_fallback(raw: bytes | bytearray | memoryview, exc: orjson.JSONDecodeError) -> Any:
+def _parse_fallback(raw: bytes) -> Any:
     """Accept what orjson refuses but JSON.parse takes: lone surrogates, infinite numbers."""
-    data = bytes(raw)
     try:
-        text = data.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as uerr:
         raise MalformedJSON(f"not valid JSON (invalid UTF-8 at byte {uerr.start})") from None
     if not text.strip(" \t\n\r"):
@@ -93,10 +94,6 @@ def _parse_fallback(raw: bytes | bytearray | memoryview, exc: orjson.JSONDecodeE
         ) from None
     except RecursionError:
         raise MalformedJSON("not valid JSON (nested too deeply)") from None
-    except MalformedJSON:
-        raise
-    except ValueError:  # pragma: no cover - json raises only JSONDecodeError today
-        raise MalformedJSON(f"not valid JSON (line {exc.lineno}, column {exc.colno})") from None
 
 
 def _refuse_constant(name: str) -> Any:

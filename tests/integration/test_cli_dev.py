@@ -76,6 +76,14 @@ async def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm(tmp_path) -> N
         assert answer["topic"] == "dev.edume.course.events"
         records = await read_topic(f"127.0.0.1:{kafka_port}", "dev.edume.course.events", 1)
         assert len(records) == 1 and records[0].key == b"22299"
+        shown = subprocess.run([sys.executable, "-m", "streams", "read", "edume.learner.events",
+                                "--idle-s", "1"], cwd=ROOT, env=env, capture_output=True,
+                               timeout=60, check=True)
+        [line] = shown.stdout.decode().splitlines()
+        record = json.loads(line)
+        assert record["key"] == "10217"
+        assert record["headers"]["edume-event-type"] == "learner.added"
+        assert record["value"]["payload"]["user"]["userId"] == 10217
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

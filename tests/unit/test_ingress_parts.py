@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from schemas import WEBHOOK_ADAPTER
 from streams import topics
 from streams.errors import ConfigurationError
-from streams.ingress.app import rfc3339_now, summarise_validation
+from streams.ingress.app import Rfc3339Clock, summarise_validation
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import Histogram, IngressMetrics
 from streams.settings import Settings
@@ -127,8 +127,11 @@ def test_catalog_holds_the_contract_topics() -> None:
 
 
 def test_received_at_is_rfc3339_utc_with_milliseconds() -> None:
-    assert rfc3339_now(1_700_000_000.25) == b"2023-11-14T22:13:20.250Z"
-    parsed = datetime.fromisoformat(rfc3339_now().decode())
+    clock = Rfc3339Clock()
+    assert clock(1_700_000_000.25) == b"2023-11-14T22:13:20.250Z"
+    assert clock(1_700_000_000.999) == b"2023-11-14T22:13:20.999Z"
+    assert clock(1_700_000_061.0) == b"2023-11-14T22:14:21.000Z"
+    parsed = datetime.fromisoformat(clock().decode())
     assert abs((datetime.now(UTC) - parsed).total_seconds()) < 5
 
 
