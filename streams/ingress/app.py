@@ -258,7 +258,8 @@ class Ingress:
                 event = WEBHOOK_ADAPTER.validate_python(document)
             except ValidationError as exc:
                 dlq_kind = "schema_mismatch"
-                dlq_reason = f"{event_type} does not match its schema: {summarise_validation(exc, document)}"
+                summary = summarise_validation(exc, document)
+                dlq_reason = f"{event_type} does not match its schema: {summary}"
 
         event_id = verified.event_id
         id_bytes = event_id.encode()

@@ -232,3 +232,24 @@ async def test_operational_endpoints(ingress: RunningIngress) -> None:
     assert (await ingress.get("/nope"))[0] == 404
     async with ingress.http.get(ingress.url + "/webhooks/edume") as r:
         assert r.status == 405
+
+
+async def test_concurrent_distinct_events_are_batched_without_loss_or_misplacement(
+    ingress: RunningIngress, broker: EmbeddedBroker
+) -> None:
+    """300 learner events at once share batches; each lands once, on the partition Kafka's
+    default partitioner (aiokafka's implementation here, as an independent oracle) picks."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    template = json.loads((FIXTURES / "learner.activity.started.lesson.json").read_bytes())
+    bodies = []
+    for i in range(300):
+        template["payload"]["user"]["userId"] = 50_000 + i
+        bodies.append(json.dumps(template, separators=(",", ":")).encode())
+    answers = await asyncio.gather(*(ingress.post(b) for b in bodies))
+    assert [a[0] for a in answers] == [202] * 300
+    records = await read_topic(broker.bootstrap, ingress.topic(LEARNER), 300)
+    assert sorted(r.value for r in records) == sorted(bodies)
+    partitions = list(range(8))
+    for r in records:
+        assert r.partition == DefaultPartitioner()(r.key, partitions, partitions)

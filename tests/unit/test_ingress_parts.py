@@ -16,6 +16,7 @@ from streams.errors import ConfigurationError
 from streams.ingress.app import Rfc3339Clock, summarise_validation
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import Histogram, IngressMetrics
+from streams.ingress.publisher import partition_for
 from streams.settings import Settings
 
 
@@ -146,3 +147,14 @@ def test_schema_mismatch_reason_names_document_paths_and_never_values() -> None:
     reason = summarise_validation(info.value, doc)
     assert "payload.user.userId" in reason and "payload.lesson" in reason
     assert "SECRET-PII" not in reason and "10215" not in reason
+
+
+@pytest.mark.parametrize(("key", "java_murmur2"), [
+    (b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829), (b"abc", 479470107),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+])
+def test_keys_land_where_the_java_client_puts_them(key: bytes, java_murmur2: int) -> None:
+    """Known murmur2 values of Kafka's own test suite: any client finds a key's partition."""
+    for partitions in (1, 4, 8, 12):
+        assert partition_for(key, partitions) == (java_murmur2 & 0x7FFFFFFF) % partitions
