@@ -107,7 +107,7 @@ class Settings:
         """A copy with some fields changed (the CLI's flags and ``dev``'s overrides)."""
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         current.update(changes)
-        return Settings(**current)  # type: ignore[arg-type]
+        return Settings(**current)
 
     def require_webhook_auth(self) -> None:
         """The ingress must not start unable to tell an authentic webhook from a forgery."""

@@ -106,7 +106,7 @@ class Ingress:
         self.metrics = IngressMetrics()
         self._clock = Rfc3339Clock()
         self.recent = RecentIds(settings.dedup_capacity, settings.dedup_ttl_s)
-        self._in_flight: dict[bytes, asyncio.Future[object]] = {}
+        self._in_flight: dict[bytes, asyncio.Future[None]] = {}
         prefix = settings.topic_prefix
         self._event_topic = {
             family: topics.prefixed(name, prefix)
@@ -200,7 +200,7 @@ class Ingress:
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         return None
-                    chunk = message.get("body", b"")
+                    chunk: bytes = message.get("body", b"")
                     size += len(chunk)
                     if size > limit:
                         self.metrics.requests["too_large"] += 1
@@ -230,7 +230,7 @@ class Ingress:
         try:
             verified = self.verifier.verify(body, signature, authorization)
         except VerificationError as exc:
-            status = exc.http_status
+            status = exc.http_status or 400
             if status == 401:
                 self.metrics.requests["unauthorized"] += 1
                 self.metrics.verification_failures[
@@ -308,9 +308,9 @@ class Ingress:
                 if delivery is None:
                     # Cancelling enqueue() withdraws the record; once it returned, the
                     # delivery is shielded, so a timeout leaves it running, not orphaned.
-                    delivery = await self.publisher.enqueue(topic, key, value, headers)
-                    self._in_flight[digest] = delivery
-                    delivery.add_done_callback(self._settled(digest))
+                    fresh = await self.publisher.enqueue(topic, key, value, headers)
+                    self._in_flight[digest] = delivery = fresh
+                    fresh.add_done_callback(self._settled(digest))
                 await asyncio.shield(delivery)
         except PublishError as exc:
             log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
@@ -332,8 +332,8 @@ class Ingress:
             m.dlq_by_reason[dlq_kind] = m.dlq_by_reason.get(dlq_kind, 0) + 1
         await self._accepted(send, event_id, topic, duplicate=False, dlq=dlq_kind is not None)
 
-    def _settled(self, digest: bytes) -> Callable[[asyncio.Future[object]], None]:
-        def settled(delivery: asyncio.Future[object]) -> None:
+    def _settled(self, digest: bytes) -> Callable[[asyncio.Future[None]], None]:
+        def settled(delivery: asyncio.Future[None]) -> None:
             self._in_flight.pop(digest, None)
             if not delivery.cancelled() and delivery.exception() is None:
                 self.recent.add(digest)

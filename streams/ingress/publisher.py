@@ -45,7 +45,7 @@ _Record = tuple[bytes, bytes, Headers, "asyncio.Future[None]"]
 @lru_cache(maxsize=1 << 16)
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner for keyed records (murmur2, as the Java client does)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _fail(waiters: list[asyncio.Future[None]], exc: BaseException) -> None:

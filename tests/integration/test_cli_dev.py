@@ -3,6 +3,7 @@ the ingress; ``send`` posts the samples; SIGTERM stops everything, leaving no pr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -52,7 +53,7 @@ def _tansu_pids_on(port: int) -> list[int]:
     return pids
 
 
-async def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm(tmp_path) -> None:
+def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm() -> None:
     kafka_port, http_port = free_port(), free_port()
     env = _env(
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{kafka_port}",
@@ -74,7 +75,7 @@ async def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm(tmp_path) -> N
         assert len(lines) == 2 and all(": 202 " in line for line in lines), lines
         answer = json.loads(lines[0].split(": 202 ", 1)[1])
         assert answer["topic"] == "dev.edume.course.events"
-        records = await read_topic(f"127.0.0.1:{kafka_port}", "dev.edume.course.events", 1)
+        records = asyncio.run(read_topic(f"127.0.0.1:{kafka_port}", "dev.edume.course.events", 1))
         assert len(records) == 1 and records[0].key == b"22299"
         shown = subprocess.run([sys.executable, "-m", "streams", "read", "edume.learner.events",
                                 "--idle-s", "1"], cwd=ROOT, env=env, capture_output=True,
