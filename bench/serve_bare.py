@@ -12,7 +12,6 @@ def main() -> None:
     server, port = sys.argv[1], int(sys.argv[2])
     if server == "uvicorn":
         import uvicorn
-
         from bare_app import app
 
         uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",

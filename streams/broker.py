@@ -14,8 +14,8 @@ import contextlib
 import ipaddress
 import logging
 import os
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -133,7 +133,7 @@ class EmbeddedBroker:
             # ingress first and the broker last. The parent-death signal stops the broker
             # even when its parent is killed outright.
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
