@@ -2,13 +2,18 @@
 
 eduMe signs ``JSON.stringify(payload)``, so verifying a re-formatted body means printing
 the parsed value exactly as Node would.  ``orjson.dumps`` already prints most webhook
-documents identically (same string escaping, same integers, same key order); one cheap
-walk finds the few things it prints differently and swaps them for pre-printed
-``orjson.Fragment`` pieces:
+documents identically (same string escaping, same integers, same key order); it prints
+only two things differently:
 
 * floats: JavaScript prints ``50.0`` as ``50``, ``1e21`` as ``1e+21``, ``-0.0`` as ``0``;
 * objects with array-index keys (``"0"`` .. ``"4294967294"``): JavaScript enumerates
   those first, in ascending numeric order, then the other keys in insertion order.
+
+So :func:`stringify` first prints with orjson and screens the output at C speed (one
+``bytes.translate`` and two precompiled regex searches) for anything that could be a float
+or an array-index key.  Nothing found (every eduMe event without a score) means orjson's
+bytes are the answer; otherwise one walk over the parsed document swaps the floats for
+pre-printed ``orjson.Fragment`` pieces and reorders those objects, and orjson prints again.
 
 Integers beyond 2**53 (JavaScript rounds them to a double) and strings holding lone
 surrogates (JavaScript escapes them as ``\\udxxx``; orjson refuses them) make orjson
@@ -151,12 +156,49 @@ def stringify(value: Any) -> bytes:
     Defined for what :func:`parse` returns: dict, list, str, int, float, bool, None.
     """
     t = type(value)
+    if t is float:
+        return _format_float_json(value).encode()
+    try:
+        out = orjson.dumps(value, default=_refuse_type, option=_DUMPS_OPTIONS)
+    except _JSONEncodeError:
+        # Big integers, lone surrogates or a foreign type: the walked path decides.
+        return _stringify_walked(value)
+    if t is dict or t is list:
+        image = out.translate(_SCREEN_TABLE, _SCREEN_DELETE)
+        if _maybe_float(image) is not None or _maybe_index_key(image) is not None:
+            return _stringify_walked(value)
+    return out
+
+
+# The screen, and why it misses no float and no array-index key.  orjson's output is
+# compact, so a float it prints sits between ``:`` (object member) or ``[``/``,`` (array
+# element) and ``,``/``]``/``}``, and is a JSON number: digits, signs and at least one ``.``
+# or ``e`` (orjson writes ``50.0``, ``1e+16``; NaN and infinities print as ``null``, as in
+# JavaScript).  An array-index key is printed ``"<digits>":`` (orjson never escapes digits).
+# The image deletes digits and signs, maps ``.eE`` to ``.`` and brackets to ``,``; translate
+# works byte by byte, so wherever such a token sits its image is ``:.,``/``,.,`` (``..,``
+# when it has both a fraction and an exponent), matched by ``_maybe_float``, or ``"":``,
+# matched by ``_maybe_index_key``.  No assumption about strings is needed for that.  So a
+# clean image means the walk would change nothing orjson prints differently, and orjson's
+# bytes are what the walked path returns; an alarm or an orjson error runs that path itself.
+# String content can only raise false alarms, which cost the walk, never a different output.
+# They are rare in webhooks: timestamps and UUIDs keep letters and quotes around their dots
+# (``"T::.Z"``), ``true,``/``false,`` fail the look-behind (``u.,``), and an escaped quote keeps
+# text such as ``\"12\":`` from reading ``"":``.  Text such as ``a:1.5,``, ``x,e,`` or
+# ``coffee,`` inside a string, an empty key, or a key of only digits and signs, raises one.
+_SCREEN_TABLE: Final = bytes.maketrans(b".eE[]{}", b"...,,,,")
+_SCREEN_DELETE: Final = b"0123456789+-"
+_maybe_float: Final = re.compile(rb"\.,(?<=[:,.]\.,)").search
+_maybe_index_key: Final = re.compile(rb'"":').search
+
+
+def _stringify_walked(value: Any) -> bytes:
+    """Walk ``value``, fix floats and key order for orjson, print; exact path if orjson fails."""
+    t = type(value)
     if t is dict:
         prepared = _prep_dict(value)
     elif t is list:
         prepared = _prep_list(value)
-    elif t is float:
-        return _format_float_json(value).encode()
     else:
         prepared = value
     try:

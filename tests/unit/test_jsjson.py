@@ -345,17 +345,32 @@ def test_js_form_is_a_fixed_point(doc: dict[str, Any]) -> None:
 
 
 def test_fixtures_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """eduMe's documents never need the slow exact serializer (that is the speed claim)."""
+    """eduMe's documents without floats are printed by orjson alone, never walked (that is
+    the speed claim); course.completed, which carries scores, is walked and still exact."""
+    walked: list[Any] = []
+    real_walk = jsjson._stringify_walked
+
+    def counting_walk(value: Any) -> bytes:
+        walked.append(value)
+        return real_walk(value)
 
     def forbidden(value: Any) -> bytes:
         raise AssertionError("exact path taken")
 
+    monkeypatch.setattr(jsjson, "_stringify_walked", counting_walk)
     monkeypatch.setattr(jsjson, "_stringify_exact", forbidden)
-    for body in FIXTURE_BODIES:
-        value = parse(body)
+    paths = sorted(p for p in FIXTURES.glob("*.json") if p.name != "manifest.json")
+    assert len(paths) >= 17
+    for path in paths:
+        value = parse(path.read_bytes())
+        walked.clear()
         js = stringify(value)
-        if not any(isinstance(leaf, float) for leaf in _leaves(value)):
+        has_float = any(isinstance(leaf, float) for leaf in _leaves(value))
+        assert has_float == (path.name == "course.completed.json"), path.name
+        assert len(walked) == has_float, path.name
+        if not has_float:
             assert js == orjson.dumps(value)  # orjson alone is already JavaScript's form
+        assert canonical(orjson.dumps(value))[1] == js
 
 
 def _leaves(value: Any) -> list[Any]:
@@ -364,6 +379,199 @@ def _leaves(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [leaf for v in value for leaf in _leaves(v)]
     return [value]
+
+
+# ------------------------------------------------------- the screen in front of the walk
+#
+# stringify trusts orjson's bytes when the screen (a translate and two regex searches over
+# them) finds nothing that could be a float or an array-index key.  A miss would go out
+# as a wrong canonical form, so these tests attack the screen with documents whose strings
+# and keys look like the very tokens it looks for.
+
+
+def _screen_alarms(out: bytes) -> bool:
+    image = out.translate(jsjson._SCREEN_TABLE, jsjson._SCREEN_DELETE)
+    return jsjson._maybe_float(image) is not None or jsjson._maybe_index_key(image) is not None
+
+
+def _needs_walk(value: Any) -> bool:
+    """Whether the document holds what orjson prints unlike JavaScript: a finite float
+    (NaN and infinities print as null in both) or an array-index key."""
+    if type(value) is float:
+        return math.isfinite(value)
+    if type(value) is list:
+        return any(_needs_walk(v) for v in value)
+    if type(value) is dict:
+        return any(jsjson._is_array_index(k) or _needs_walk(v) for k, v in value.items())
+    return False
+
+
+_LOOKALIKES = [
+    '":1.5', ":1.5,", ",2e5", ",2e+5]", "[3.0", "3.0]", '"12":', '{"0":', ',"7":1', "1.5}",
+    '\\"', '\\"12\\":', "\\", "\\\\", '"', "50.0", "-0.0", "1e-7", "e,", ".,", "x,e,", "..,",
+    "true,", "false,", "null,", "coffee, tea", "e-mail", "1e16", "0.", ".5",
+    "2022-07-21T13:01:59.636Z", "2021-05-18T10:38:08.165Z", "5ed1d0948e30",
+    "62b35f8b-b2c0-45a5-8310-5ed1d0948e30", "3497b389-7076-43ef-b53b-13bec756cae5",
+    "hook.captain@test.com", "learner.activity.finished", "\u2028", "é", "😀", "\x00", "\n",
+]
+_LOOKALIKE_TEXT = st.lists(
+    st.sampled_from(_LOOKALIKES)
+    | st.text(st.sampled_from('0123456789.eE+-,:[]{}"\\ az'), max_size=4),
+    max_size=4,
+).map("".join)
+_STRESS_KEYS = st.one_of(
+    _LOOKALIKE_TEXT,
+    st.sampled_from(["0", "1", "9", "10", "12", "4294967294", "4294967295", "99999999999"]),
+    st.sampled_from(["01", "007", "00", "-1", "+1", "1.5", "1e3", " 1", "1 ", "\u0661", "0x1"]),
+    st.sampled_from(["", "a\\", "\\", '"', 'a"', '\\"', "e", "E", ".", "-", "+-", "a:", "a,"]),
+    st.integers(0, 2**32 + 3).map(str),
+    st.text(st.sampled_from("0123456789"), min_size=1, max_size=11),
+)
+
+
+def _stress_values(*, finite: bool) -> st.SearchStrategy[Any]:
+    floats = st.one_of(
+        st.floats(allow_nan=not finite, allow_infinity=not finite),  # NaN prints null, as JS
+        st.sampled_from([50.0, 0.0, -0.0, 1.0, 1e15, 1e16, 1e20, 1e21, 1e22, 2.0**53, 2.0**60]),
+        st.sampled_from([1e-4, 1e-5, 1e-6, 1e-7, 5e-324, 1.7976931348623157e308, 66.67, 0.1]),
+        st.integers(-(2**60), 2**60).map(float),
+        st.integers(-9, 9).map(lambda e: 10.0**e),
+    )
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**53) - 3, -(2**53) + 3) | st.integers(2**53 - 3, 2**53 + 3),
+        st.integers(-1000, 1000),
+        st.integers(-(2**64), 2**64),
+        floats,
+        _LOOKALIKE_TEXT,
+    )
+
+    def containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.lists(inner, max_size=4) | st.dictionaries(_STRESS_KEYS, inner, max_size=4)
+
+    return st.recursive(scalars, containers, max_leaves=10)
+
+
+STRESS_VALUES = _stress_values(finite=False)
+STRESS_OBJECTS = st.dictionaries(_STRESS_KEYS, _stress_values(finite=True), max_size=5)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(STRESS_VALUES)
+def test_screen_never_lets_a_float_or_index_key_through(value: Any) -> None:
+    """The screen's claim, checked directly (no false negative), then the output itself."""
+    out: bytes | None
+    try:
+        out = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+    except orjson.JSONEncodeError:
+        out = None  # big integer or lone surrogate: the walked and exact paths decide
+    if out is not None and type(value) in (dict, list) and _needs_walk(value):
+        assert _screen_alarms(out), out
+    assert stringify(value) == jsjson._stringify_exact(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(STRESS_OBJECTS)
+def test_stress_documents_survive_reformatting(doc: dict[str, Any]) -> None:
+    js = stringify(doc)
+    assert js == jsjson._stringify_exact(doc)
+    for raw in serialisations(doc):
+        assert canonical(raw)[1] == js
+
+
+def test_screen_on_many_random_documents() -> None:
+    """Hypothesis shrinks; this covers breadth: 20k seeded documents, fast path vs exact."""
+    rng = random.Random(20240607)
+    keys = ["0", "12", "01", "a", "", "a\\", '"', "4294967294", "4294967295", "1e3", "-1"]
+    keys += _LOOKALIKES[:12]
+    floats = [50.0, -0.0, 1e16, 1e21, 1e-7, 66.67, 0.5, 2.0**53, 123456789.0, math.inf]
+
+    def scalar() -> Any:
+        r = rng.random()
+        if r < 0.2:
+            return rng.choice(floats) if rng.random() < 0.5 else rng.uniform(-1e6, 1e6)
+        if r < 0.4:
+            return rng.choice([0, 1, -5, 2**53, 2**53 + 1, -(2**53) - 1, 10**20])
+        if r < 0.5:
+            return rng.choice([True, False, None])
+        return "".join(rng.choice(_LOOKALIKES) for _ in range(rng.randrange(4)))
+
+    def build(depth: int) -> Any:
+        if depth == 0 or rng.random() < 0.3:
+            return scalar()
+        if rng.random() < 0.5:
+            return [build(depth - 1) for _ in range(rng.randrange(4))]
+        return {rng.choice(keys): build(depth - 1) for _ in range(rng.randrange(4))}
+
+    needed = trusted = 0
+    for _ in range(20_000):
+        value = build(4)
+        try:
+            out: bytes | None = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+        except orjson.JSONEncodeError:
+            out = None
+        if out is not None and type(value) in (dict, list):
+            if _needs_walk(value):
+                assert _screen_alarms(out), out
+                needed += 1
+            elif not _screen_alarms(out):
+                trusted += 1
+        assert stringify(value) == jsjson._stringify_exact(value), value
+    # the generator reaches both sides: documents that need the walk, and look-alikes that
+    # need none and pass the screen (their output is then orjson's, compared above)
+    assert needed > 2_000 and trusted > 2_000, (needed, trusted)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_orjson_prints_every_float_with_a_point_or_an_exponent(x: float) -> None:
+    """The premise of the screen: in any container a float's image is '.,' after ':' or ','."""
+    printed = orjson.dumps(x)
+    assert b"." in printed or b"e" in printed or b"E" in printed, printed
+    assert _screen_alarms(orjson.dumps([x])) and _screen_alarms(orjson.dumps({"k": x}))
+    assert _screen_alarms(orjson.dumps([1, "s", x, True]))
+
+
+def test_orjson_float_premise_on_random_bit_patterns() -> None:
+    rng = random.Random(7)
+    for x in _random_doubles(rng, 20_000) + [float(2**k) for k in range(-1074, 1024)]:
+        assert _screen_alarms(orjson.dumps([x])), x
+
+
+def test_screen_false_alarms_are_rare_on_webhook_text() -> None:
+    """Strings that look like numbers do not trip the screen (else every event is walked)."""
+    quiet = [
+        {"timestamp": "2022-07-21T13:01:59.636Z", "eId": "62b35f8b-b2c0-45a5-8310-5ed1d0948e30"},
+        {"q": 'say \\"hi\\" "12": ok', "k\\": "v", "n": [True, False, None, 1, -2, "1.5x"]},
+        {"email": "hook.captain@test.com", "title": "How to capture Peter Pan, e.g. by boat"},
+        {"teams": [{"teamId": 1}, {"teamId": 2}], "ids": [1, 2, 3], "tags": ["e", "E", "."]},
+    ]
+    for doc in quiet:
+        assert not _screen_alarms(orjson.dumps(doc)), doc
+    alarmed = [{"a": 1.5}, [2e-7], {"0": 1}, {"": 1}, {"s": "x:1.5,"}, {"s": "coffee, tea"}]
+    for doc in alarmed:
+        assert _screen_alarms(orjson.dumps(doc)), doc
+
+
+def test_stress_documents_match_node() -> None:
+    docs: list[dict[str, Any]] = []
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(STRESS_OBJECTS)
+    def collect(doc: dict[str, Any]) -> None:
+        docs.append(doc)
+
+    collect()
+    raws = [json.dumps(doc, separators=(",", ":")).encode() for doc in docs]
+    raws += [json.dumps(doc, indent=1).encode() for doc in docs[:50]]
+    answers = node_oracle.canon(raws)
+    wrong = [
+        raw
+        for raw, ans in zip(raws, answers, strict=True)
+        if not ans.ok or canonical(raw)[1] != ans.js
+    ]
+    assert sorted(wrong, key=len)[:3] == []
 
 
 # ------------------------------------------------------------------- parse details
