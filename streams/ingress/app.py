@@ -107,6 +107,8 @@ class Ingress:
         self._clock = Rfc3339Clock()
         self.recent = RecentIds(settings.dedup_capacity, settings.dedup_ttl_s)
         self._in_flight: dict[bytes, asyncio.Future[None]] = {}
+        # Set at startup; requests use it rather than asking (a system call on 3.11).
+        self._loop: asyncio.AbstractEventLoop | None = None
         prefix = settings.topic_prefix
         self._event_topic = {
             family: topics.prefixed(name, prefix)
@@ -154,6 +156,7 @@ class Ingress:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
                 await self.publisher.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -195,7 +198,9 @@ class Ingress:
         chunks: list[bytes] = []
         size = 0
         try:
-            with Deadline(self.settings.request_timeout_s):
+            with Deadline(
+                self._loop or asyncio.get_running_loop(), self.settings.request_timeout_s
+            ):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
@@ -304,7 +309,7 @@ class Ingress:
         delivery = self._in_flight.get(digest)
         duplicate = delivery is not None
         try:
-            with Deadline(deadline_s):
+            with Deadline(self._loop or asyncio.get_running_loop(), deadline_s):
                 if delivery is None:
                     # Cancelling enqueue() withdraws the record; once it returned, the
                     # delivery is shielded, so a timeout leaves it running, not orphaned.
@@ -317,8 +322,7 @@ class Ingress:
             return await self._unavailable(send, str(exc))
         except TimeoutError:
             self.publisher.mark_unreachable()
-            log.warning("no acknowledgement for %s on %s within %.1fs", event_id, topic,
-                        deadline_s)
+            log.warning("no acknowledgement for %s on %s within %.1fs", event_id, topic, deadline_s)
             return await self._unavailable(send, "the broker did not acknowledge in time")
         except KafkaError as exc:
             log.warning("publish of %s to %s failed: %s", event_id, topic, type(exc).__name__)

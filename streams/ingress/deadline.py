@@ -5,6 +5,8 @@ a context object, ``current_task()``, a rescheduling step and a ``TimerHandle``.
 webhook needs two deadlines (body read, broker ack), so that was a fifth of the ingress's
 CPU per request. ``Deadline`` keeps the same semantics for the one pattern used here (a
 plain ``with`` around awaits, expiry seen as ``TimeoutError``) with a single loop timer.
+It takes the loop from its caller: on Python 3.11 every ``get_running_loop()`` (and so
+every argument-less ``current_task()``) is a ``getpid`` system call.
 """
 
 from __future__ import annotations
@@ -14,18 +16,18 @@ from types import TracebackType
 
 
 class Deadline:
-    """``with Deadline(seconds):`` raises ``TimeoutError`` if the block is still awaiting
+    """``with Deadline(loop, seconds):`` raises ``TimeoutError`` if the block is still awaiting
     when the time is up; the task's cancellation is taken back, so it can answer 408/503."""
 
     __slots__ = ("_expired", "_handle", "_task")
 
-    def __init__(self, seconds: float) -> None:
-        task = asyncio.current_task()
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("Deadline needs a running task")
         self._task = task
         self._expired = False
-        self._handle = asyncio.get_running_loop().call_later(max(seconds, 0.0), self._expire)
+        self._handle = loop.call_later(max(seconds, 0.0), self._expire)
 
     def _expire(self) -> None:
         self._expired = True

@@ -79,6 +79,7 @@ class Publisher:
         self._prober: asyncio.Task[None] | None = None
         self._broker_reachable = False
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop  # set by start()
         self._partition_counts: dict[str, int] = {}
         self._buffers: dict[tuple[str, int], list[_Record]] = {}
         self._drainers: dict[tuple[str, int], asyncio.Task[None]] = {}
@@ -110,6 +111,7 @@ class Publisher:
     async def start(self) -> None:
         """Begin connecting in the background; returns at once."""
         self._stopping = False
+        self._loop = asyncio.get_running_loop()
         self._starter = asyncio.create_task(self._start_loop(), name="producer-start")
 
     async def wait_started(self, timeout_s: float) -> bool:
@@ -191,7 +193,7 @@ class Publisher:
         if count is None:
             count = await self._learn_partitions(producer, topic)
         partition = partition_for(key, count)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = self._loop.create_future()
         tp = (topic, partition)
         buffer = self._buffers.get(tp)
         if buffer is None:
@@ -199,7 +201,7 @@ class Publisher:
         else:
             buffer.append((key, value, headers, waiter))
         if tp not in self._drainers:
-            self._drainers[tp] = asyncio.create_task(self._drain(topic, partition))
+            self._drainers[tp] = self._loop.create_task(self._drain(topic, partition))
         return waiter
 
     async def _learn_partitions(self, producer: AIOKafkaProducer, topic: str) -> int:
