@@ -94,7 +94,10 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
 
     if not settings.link_secret:
         raise EdumeStreamsError("link signing needs EDUME_LINK_SECRET; set it")
-    team_ids = [int(t) for t in args.team_id.split(",") if t.strip()] if args.team_id else []
+    parts = [t.strip() for t in (args.team_id or "").split(",") if t.strip()]
+    if not all(t.isdigit() for t in parts):
+        raise EdumeStreamsError(f"--team-id takes team ids (integers), got {args.team_id!r}")
+    team_ids = [int(t) for t in parts]
     url = build_link(
         args.kind,
         base_url=settings.link_base_url,
