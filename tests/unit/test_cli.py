@@ -16,7 +16,8 @@ def test_link_prints_a_url_signed_over_everything_before_sig(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("EDUME_LINK_SECRET", "link-secret")
-    assert main(["link", "course", "22299", "--team-id", "55526,55527", "--user", "jane doe/1"]) == 0
+    argv = ["link", "course", "22299", "--team-id", "55526,55527", "--user", "jane doe/1"]
+    assert main(argv) == 0
     url = capsys.readouterr().out.strip()
     unsigned, sig = url.rsplit("&sig=", 1)
     assert unsigned == "https://learn.edume.com/e/c/22299?g=55526,55527&e=jane%20doe%2F1"
