@@ -36,13 +36,15 @@ from streams.broker import EmbeddedBroker, ensure_topics, free_port  # noqa: E40
 SECRET = "bench-secret"
 CONNECTIONS = 64
 THREADS = 2
+LIGHT_CONNECTIONS = 4  # latency without queueing: each request mostly alone in the server
+LIGHT_SECONDS = 5
 
 
-def make_bodies(path: Path, count: int) -> int:
+def make_bodies(path: Path, count: int, first: int = 0) -> int:
     """Distinct learner events of about 600 bytes, compact, each signed over its bytes."""
     size = 0
     with path.open("w") as out:
-        for i in range(count):
+        for i in range(first, first + count):
             doc = {
                 "type": "learner.activity.finished",
                 "payload": {
@@ -85,10 +87,11 @@ def wait_http(url: str, timeout_s: float) -> None:
     raise SystemExit(f"{url} did not answer 200 within {timeout_s}s")
 
 
-def run_wrk(port: int, bodies: Path, seconds: int) -> dict[str, float]:
+def run_wrk(port: int, bodies: Path, seconds: int,
+            connections: int = CONNECTIONS) -> dict[str, float]:
     script = Path(__file__).parent / "wrk_bodies.lua"
     out = subprocess.run(
-        ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s",
+        ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
          "-s", str(script), f"http://127.0.0.1:{port}", "--", str(bodies), str(THREADS)],
         capture_output=True, text=True, check=True, timeout=seconds + 120,
     ).stdout
@@ -126,7 +129,8 @@ def metric(port: int, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def bench_bare(server: str, bodies: Path, seconds: int) -> dict[str, float]:
+def bench_bare(server: str, bodies: Path, seconds: int,
+               light_bodies: Path | None = None) -> dict[str, float]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "serve_bare.py"),
                              server, str(port)], stdout=subprocess.DEVNULL,
@@ -141,7 +145,11 @@ def bench_bare(server: str, bodies: Path, seconds: int) -> dict[str, float]:
                 break
             except OSError:
                 time.sleep(0.1)
-        return run_wrk(port, bodies, seconds)
+        figures = run_wrk(port, bodies, seconds)
+        if light_bodies is not None:
+            light = run_wrk(port, light_bodies, LIGHT_SECONDS, LIGHT_CONNECTIONS)
+            figures["light_p50_ms"], figures["light_p99_ms"] = light["p50_ms"], light["p99_ms"]
+        return figures
     finally:
         stop(proc)
 
@@ -163,6 +171,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="edume-bench-"))
     bodies = work / "bodies.tsv"
     avg = make_bodies(bodies, args.pool)
+    light_bodies = work / "light.tsv"
+    make_bodies(light_bodies, 60_000, first=args.pool)
     print(f"bodies: {args.pool} distinct signed webhooks, {avg} bytes on average")
 
     broker = EmbeddedBroker(log_path=work / "broker.log").start()
@@ -180,7 +190,8 @@ def main() -> None:
         rss_before, _ = rss_mb(ingress.pid)
         ours = run_wrk(port, bodies, args.ingress_seconds)
         rss_after, rss_peak = rss_mb(ingress.pid)
-        published = metric(port, 'edume_ingress_requests_total{outcome="published"}')
+        light = run_wrk(port, light_bodies, LIGHT_SECONDS, LIGHT_CONNECTIONS)
+        published = metric(port, 'edume_ingress_requests_total{outcome="published"}')  # both runs
         duplicates = metric(port, 'edume_ingress_requests_total{outcome="duplicate"}')
     finally:
         if ingress is not None:
@@ -190,7 +201,7 @@ def main() -> None:
     bare = {}
     for server in [s for s in args.servers.split(",") if s]:
         try:
-            bare[server] = bench_bare(server, bodies, args.bare_seconds)
+            bare[server] = bench_bare(server, bodies, args.bare_seconds, light_bodies)
         except (subprocess.CalledProcessError, KeyError) as exc:
             print(f"bare handler on {server}: not measured ({exc})")
     best = max(bare, key=lambda s: bare[s]["rps"])
@@ -208,6 +219,10 @@ def main() -> None:
     for server, f in bare.items():
         print(line(f"bare handler on {server}", f))
     ratio = ours["rps"] / bare[best]["rps"]
+    print(f"light load ({LIGHT_CONNECTIONS} connections): ingress p50 {light['p50_ms']:.2f} ms "
+          f"p99 {light['p99_ms']:.2f} ms ({light['rps']:.0f} req/s); "
+          + "; ".join(f"bare on {n} p50 {f['light_p50_ms']:.2f} ms p99 {f['light_p99_ms']:.2f} ms"
+                      for n, f in bare.items()))
     print(f"published {published:.0f} (acks=all), answered duplicate {duplicates:.0f}")
     print(f"ingress RSS: {rss_before:.0f} MB idle, {rss_after:.0f} MB after "
           f"{ours['requests']:.0f} requests, peak {rss_peak:.0f} MB")
