@@ -41,22 +41,29 @@ _MAX_REASON = 300
 
 
 class Rfc3339Clock:
-    """UTC time with milliseconds, as in ``2026-01-02T03:04:05.678Z``; formats the date and
-    time once per second, since every request needs a stamp."""
+    """UTC time with milliseconds, as in ``2026-01-02T03:04:05.678Z``. Every request needs a
+    stamp, so the date is formatted once per second and the whole stamp once per
+    millisecond."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_ms", "_prefix", "_second", "_stamp")
 
     def __init__(self) -> None:
         self._second = -1
         self._prefix = ""
+        self._ms = -1
+        self._stamp = b""
 
     def __call__(self, now: float | None = None) -> bytes:
         t = time.time() if now is None else now
-        second = int(t)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((t - second) * 1000):03d}Z".encode()
+        ms = int(t * 1000)
+        if ms != self._ms:
+            second = ms // 1000
+            if second != self._second:
+                self._second = second
+                self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._ms = ms
+            self._stamp = f"{self._prefix}.{ms % 1000:03d}Z".encode()
+        return self._stamp
 
 
 def summarise_validation(exc: ValidationError, document: object) -> str:
