@@ -32,24 +32,6 @@ from streams.errors import BrokerUnavailable, ConfigurationError
 log = logging.getLogger(__name__)
 
 
-def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
-    """``host:port[,host:port]`` as pairs; a missing port means 9092."""
-    out = []
-    for item in servers.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        host, sep, port = item.rpartition(":")
-        if not sep:
-            host, port = item, "9092"
-        if not port.isdigit():
-            raise ConfigurationError(f"KAFKA_BOOTSTRAP_SERVERS entry {item!r} has no valid port")
-        out.append((host.strip("[]"), int(port)))
-    if not out:
-        raise ConfigurationError("KAFKA_BOOTSTRAP_SERVERS is empty")
-    return out
-
-
 def is_loopback(host: str) -> bool:
     """True for localhost and 127.0.0.0/8 or ::1, the only places the embedded broker goes."""
     if host == "localhost":
@@ -135,6 +117,15 @@ class EmbeddedBroker:
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
+        try:
+            self._wait_listening(url, timeout_s)
+        except BaseException:  # failed, or interrupted (Ctrl-C, SIGTERM): leave nothing
+            self.stop()
+            raise
+        return self
+
+    def _wait_listening(self, url: str, timeout_s: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -144,9 +135,8 @@ class EmbeddedBroker:
                 )
             if answers(self.host, self.port, 0.2):
                 log.info("embedded broker (pid %d) listening on %s", self.process.pid, url)
-                return self
+                return
             time.sleep(0.05)
-        self.stop()
         raise BrokerUnavailable(
             f"embedded broker did not listen on {url} within {timeout_s}s" + self._log_tail()
         )

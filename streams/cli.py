@@ -42,8 +42,13 @@ def cmd_ingress(settings: Settings, _args: argparse.Namespace) -> int:
     from streams.ingress.server import serve
 
     app = Ingress(settings)
-    log.info("ingress listening on http://%s:%d%s, brokers %s", settings.ingress_host,
-             settings.ingress_port, "/webhooks/edume", settings.kafka_bootstrap_servers)
+    log.info(
+        "ingress listening on http://%s:%d%s, brokers %s",
+        settings.ingress_host,
+        settings.ingress_port,
+        "/webhooks/edume",
+        settings.kafka_bootstrap_servers,
+    )
     _run(serve(app, settings))
     return 0
 
@@ -125,8 +130,9 @@ def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go() -> None:
         nonlocal count
-        count = await read_topic(settings.kafka_bootstrap_servers, topic,
-                                 idle_s=args.idle_s, follow=args.follow)
+        count = await read_topic(
+            settings.kafka_bootstrap_servers, topic, idle_s=args.idle_s, follow=args.follow
+        )
 
     _run(go())
     print(f"{count} records on {topic}", file=sys.stderr)
@@ -145,19 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser("send", help="sign JSON webhook files and POST them to the ingress")
     send.add_argument("files", nargs="+", metavar="FILE")
     send.add_argument("--url", help="ingress URL (default from INGRESS_HOST/INGRESS_PORT)")
-    send.add_argument("--raw", action="store_true",
-                      help="send the file's bytes unchanged, signed over those bytes")
+    send.add_argument(
+        "--raw",
+        action="store_true",
+        help="send the file's bytes unchanged, signed over those bytes",
+    )
     link = sub.add_parser("link", help="print one signed seamless link")
-    link.add_argument("kind", metavar="KIND",
-                      help="course, module, lesson, survey, guide, hub or knowledge-hub")
+    link.add_argument(
+        "kind", metavar="KIND", help="course, module, lesson, survey, guide, hub or knowledge-hub"
+    )
     link.add_argument("content_id", nargs="?", metavar="CONTENT_ID")
     link.add_argument("--team-id", help="team id, or several comma-separated")
     link.add_argument("--user", required=True, metavar="EXT_ID", help="your user id")
     read = sub.add_parser("read", help="print a topic's records from the beginning")
     read.add_argument("topic", metavar="TOPIC", help="contract name; TOPIC_PREFIX is added")
     read.add_argument("--follow", action="store_true", help="keep printing new records")
-    read.add_argument("--idle-s", type=float, default=2.0,
-                      help="stop after this many seconds without a record (default 2)")
+    read.add_argument(
+        "--idle-s",
+        type=float,
+        default=2.0,
+        help="stop after this many seconds without a record (default 2)",
+    )
     schemas = sub.add_parser("schemas", help="write JSON Schemas and an AsyncAPI document")
     schemas.add_argument("out_dir", metavar="OUT_DIR")
     return parser

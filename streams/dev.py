@@ -9,9 +9,9 @@ import signal
 import tempfile
 from pathlib import Path
 
-from streams.broker import EmbeddedBroker, answers, ensure_topics, is_loopback, parse_bootstrap
+from streams.broker import EmbeddedBroker, answers, ensure_topics, is_loopback
 from streams.errors import ConfigurationError
-from streams.settings import Settings
+from streams.settings import Settings, parse_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,14 @@ def run_dev(settings: Settings) -> int:
                     "broker only listens on a loopback address"
                 )
             log_path = Path(tempfile.gettempdir()) / f"edume-streams-broker-{port}.log"
-            broker = EmbeddedBroker(host, port, log_path=log_path).start()
-            log.info("started the embedded broker (pid %d) on %s; its log: %s",
-                     broker.process.pid if broker.process else -1, broker.bootstrap, log_path)
+            broker = EmbeddedBroker(host, port, log_path=log_path)
+            broker.start()  # stops what it started if interrupted before it listens
+            log.info(
+                "started the embedded broker (pid %d) on %s; its log: %s",
+                broker.process.pid if broker.process else -1,
+                broker.bootstrap,
+                log_path,
+            )
             # aiokafka's idempotent producer cannot start on the embedded broker; event ids
             # in the headers let consumers absorb producer retries instead.
             settings = settings.replace(kafka_enable_idempotence=False)
@@ -71,8 +76,12 @@ async def _serve_dev(settings: Settings) -> None:
     async def banner() -> None:
         await app.publisher.wait_started(10)
         base = f"http://{settings.ingress_host}:{settings.ingress_port}"
-        log.info("ingress ready: POST %s/webhooks/edume  (try: edume-streams send "
-                 "tests/fixtures/webhooks/*.json)  metrics: %s/metrics", base, base)
+        log.info(
+            "ingress ready: POST %s/webhooks/edume  (try: edume-streams send "
+            "tests/fixtures/webhooks/*.json)  metrics: %s/metrics",
+            base,
+            base,
+        )
 
     await serve(app, settings, after_start=banner)
     await asyncio.sleep(0)

@@ -94,9 +94,7 @@ def _parse_fallback(raw: bytes) -> Any:
     try:
         return json.loads(text, parse_constant=_refuse_constant, parse_int=_parse_int)
     except json.JSONDecodeError as jerr:
-        raise MalformedJSON(
-            f"not valid JSON (line {jerr.lineno}, column {jerr.colno})"
-        ) from None
+        raise MalformedJSON(f"not valid JSON (line {jerr.lineno}, column {jerr.colno})") from None
     except RecursionError:
         raise MalformedJSON("not valid JSON (nested too deeply)") from None
 

@@ -17,12 +17,22 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from streams.errors import BrokerUnavailable
 
 
-async def read_topic(bootstrap: str, topic: str, *, idle_s: float = 2.0, follow: bool = False,
-                     out: TextIO = sys.stdout) -> int:
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    idle_s: float = 2.0,
+    follow: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
     """Print every record as ``{"partition", "offset", "key", "headers", "value"}``; return
     how many were printed."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     try:
         await consumer.start()
     except Exception as exc:  # aiokafka raises several unrelated types here
@@ -58,10 +68,12 @@ def _line(record: ConsumerRecord[bytes, bytes]) -> str:
             value = orjson.loads(record.value)
         except orjson.JSONDecodeError:
             value = record.value.decode(errors="replace")
-    return orjson.dumps({
-        "partition": record.partition,
-        "offset": record.offset,
-        "key": record.key.decode(errors="replace") if record.key is not None else None,
-        "headers": {k: v.decode(errors="replace") for k, v in record.headers},
-        "value": value,
-    }).decode()
+    return orjson.dumps(
+        {
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key.decode(errors="replace") if record.key is not None else None,
+            "headers": {k: v.decode(errors="replace") for k, v in record.headers},
+            "value": value,
+        }
+    ).decode()

@@ -17,12 +17,17 @@ from streams import topics
 HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "edume-event-id": {"type": "string", "pattern": "^[0-9a-f]{64}$",
-                           "description": "lowercase hex SHA-256 of the event's "
-                                          "single-line JSON.stringify form"},
+        "edume-event-id": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "lowercase hex SHA-256 of the event's single-line JSON.stringify form",
+        },
         "edume-event-type": {"type": "string", "description": "canonical event type"},
-        "edume-received-at": {"type": "string", "format": "date-time",
-                              "description": "when the ingress received it (RFC 3339, UTC)"},
+        "edume-received-at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "when the ingress received it (RFC 3339, UTC)",
+        },
         "edume-dlq-reason": {"type": "string", "description": "DLQ only: why it is there"},
     },
     "required": ["edume-event-id", "edume-received-at"],
@@ -67,10 +72,14 @@ def asyncapi_document(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
         channels[ident] = {
             "address": name,
             "messages": {ident: {"$ref": f"#/components/messages/{ident}"}},
-            "bindings": {"kafka": {"partitions": spec.partitions,
-                                   "topicConfiguration": {
-                                       "cleanup.policy": [spec.kafka_configs()["cleanup.policy"]]
-                                   }}},
+            "bindings": {
+                "kafka": {
+                    "partitions": spec.partitions,
+                    "topicConfiguration": {
+                        "cleanup.policy": [spec.kafka_configs()["cleanup.policy"]]
+                    },
+                }
+            },
         }
         operations[f"receive_{ident}"] = {
             "action": "receive",
@@ -78,8 +87,11 @@ def asyncapi_document(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
         }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "edume-streams topics", "version": "1",
-                 "description": "Topics edume-streams produces. Names take TOPIC_PREFIX."},
+        "info": {
+            "title": "edume-streams topics",
+            "version": "1",
+            "description": "Topics edume-streams produces. Names take TOPIC_PREFIX.",
+        },
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages},

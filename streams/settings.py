@@ -41,6 +41,29 @@ def _number(name: str, raw: str, kind: type[int] | type[float], minimum: float) 
     return value
 
 
+def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
+    """``host:port[,host:port]`` (IPv6 as ``[::1]:9092``) as pairs; no port means 9092."""
+    out = []
+    for raw in servers.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        if item.startswith("["):
+            host, bracket, rest = item[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ("9092" if not rest else "")
+            ok = bool(bracket)
+        else:
+            host, sep, port = item.partition(":")
+            port = port if sep else "9092"
+            ok = ":" not in port
+        if not (ok and host and "[" not in host and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigurationError(f"KAFKA_BOOTSTRAP_SERVERS entry {item!r} is not host:port")
+        out.append((host, int(port)))
+    if not out:
+        raise ConfigurationError("KAFKA_BOOTSTRAP_SERVERS is empty")
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable, with the contract's defaults; units are in the names."""
@@ -81,6 +104,7 @@ class Settings:
                 kw[attr] = _number(var, e[var], kind, minimum)
 
         text("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
+        parse_bootstrap(str(kw.get("kafka_bootstrap_servers", DEFAULT_BOOTSTRAP)))
         kw["topic_prefix"] = e.get("TOPIC_PREFIX", "").strip()
         kw["webhook_secrets"] = _csv(e.get("EDUME_WEBHOOK_SECRETS"))
         kw["webhook_bearer_tokens"] = _csv(e.get("EDUME_WEBHOOK_BEARER_TOKENS"))

@@ -80,9 +80,7 @@ class WebhookVerifier:
             raise ConfigurationError(
                 "no webhook secret and no bearer token configured: nothing can verify a webhook"
             )
-        self._macs: tuple[Any, ...] = tuple(
-            hmac.new(key, digestmod=hashlib.sha256) for key in keys
-        )
+        self._macs: tuple[Any, ...] = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in keys)
         self._tokens: tuple[bytes, ...] = tokens
         self._max_depth = max_depth
 

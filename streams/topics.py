@@ -22,6 +22,10 @@ LINK_ISSUED = "links.issued"
 LINK_REJECTED = "links.rejected"
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
+# Room for a webhook of MAX_BODY_BYTES (1 MiB by default) plus headers and batch overhead;
+# Kafka's broker default (1 MB + 12 bytes) would refuse the largest bodies the ingress
+# accepts, and eduMe would retry them for ever.
+WEBHOOK_MAX_MESSAGE_BYTES = str(2 * 1024 * 1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ CATALOG: tuple[TopicSpec, ...] = (
         "the webhook object as received, compact JSON",
         partitions=4,
         retention_ms=4 * _WEEK_MS,
+        configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
     ),
     TopicSpec(
         LEARNER_EVENTS,
@@ -59,8 +64,16 @@ CATALOG: tuple[TopicSpec, ...] = (
         "the webhook object as received, compact JSON",
         partitions=8,
         retention_ms=4 * _WEEK_MS,
+        configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
     ),
-    TopicSpec(WEBHOOKS_DLQ, "eventId", "the raw body", partitions=1, retention_ms=4 * _WEEK_MS),
+    TopicSpec(
+        WEBHOOKS_DLQ,
+        "eventId",
+        "the raw body",
+        partitions=1,
+        retention_ms=4 * _WEEK_MS,
+        configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
+    ),
     TopicSpec(
         TRAINING_POLICIES,
         "courseId, decimal string",

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from streams import topics
-from streams.errors import PublishError, VerificationError
+from streams.errors import BrokerUnavailable, PublishError, VerificationError
 from streams.ingress.deadline import Deadline
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
@@ -311,29 +310,38 @@ class Ingress:
         """
         if digest in self.recent:
             return await self._accepted(send, event_id, topic, duplicate=True)
+        loop = self._loop or asyncio.get_running_loop()
         started = time.monotonic()
         deadline_s = self.settings.publish_timeout_s
         delivery = self._in_flight.get(digest)
-        duplicate = delivery is not None
+        duplicate = queued = delivery is not None
+        if delivery is None:
+            # Registered before anything is awaited, so that a redelivery arriving in the
+            # meantime waits for this copy instead of publishing a second one.
+            delivery = loop.create_future()
+            self._in_flight[digest] = delivery
+            delivery.add_done_callback(self._settled(digest))
         try:
-            with Deadline(self._loop or asyncio.get_running_loop(), deadline_s):
-                if delivery is None:
-                    # Cancelling enqueue() withdraws the record; once it returned, the
-                    # delivery is shielded, so a timeout leaves it running, not orphaned.
-                    fresh = await self.publisher.enqueue(topic, key, value, headers)
-                    self._in_flight[digest] = delivery = fresh
-                    fresh.add_done_callback(self._settled(digest))
+            with Deadline(loop, deadline_s):
+                if not queued:
+                    await self.publisher.enqueue(topic, key, value, headers, delivery)
+                    queued = True
+                # Shielded: a timeout answers this request 503 but leaves the delivery
+                # running, for eduMe's retry to find in _in_flight.
                 await asyncio.shield(delivery)
         except PublishError as exc:
             log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
             return await self._unavailable(send, str(exc))
         except TimeoutError:
-            self.publisher.mark_unreachable()
+            if not duplicate:
+                self.publisher.mark_unreachable()
             log.warning("no acknowledgement for %s on %s within %.1fs", event_id, topic, deadline_s)
             return await self._unavailable(send, "the broker did not acknowledge in time")
-        except KafkaError as exc:
-            log.warning("publish of %s to %s failed: %s", event_id, topic, type(exc).__name__)
-            return await self._unavailable(send, f"the broker refused: {type(exc).__name__}")
+        finally:
+            if not queued and not delivery.done():
+                # Never handed to the producer (no metadata in time, or shutdown): settle
+                # it, so that concurrent redeliveries answer 503 too and eduMe retries.
+                delivery.set_exception(BrokerUnavailable("not handed to the producer in time"))
         if duplicate:
             return await self._accepted(send, event_id, topic, duplicate=True)
         m = self.metrics

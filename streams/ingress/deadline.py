@@ -19,13 +19,14 @@ class Deadline:
     """``with Deadline(loop, seconds):`` raises ``TimeoutError`` if the block is still awaiting
     when the time is up; the task's cancellation is taken back, so it can answer 408/503."""
 
-    __slots__ = ("_expired", "_handle", "_task")
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("Deadline needs a running task")
         self._task = task
+        self._cancelling = task.cancelling()
         self._expired = False
         self._handle = loop.call_later(max(seconds, 0.0), self._expire)
 
@@ -44,7 +45,11 @@ class Deadline:
     ) -> None:
         self._handle.cancel()
         # The timer can only fire while the task waits, so an expiry always surfaces as the
-        # CancelledError it caused; any other cancellation (shutdown) passes through.
-        if self._expired and exc_type is asyncio.CancelledError:
-            self._task.uncancel()
+        # CancelledError it caused. A cancellation from outside (shutdown) passes through,
+        # even one that lands together with the expiry: the count of cancel requests says.
+        if (
+            self._expired
+            and exc_type is asyncio.CancelledError
+            and self._task.uncancel() <= self._cancelling
+        ):
             raise TimeoutError from None

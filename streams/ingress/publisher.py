@@ -126,20 +126,28 @@ class Publisher:
     async def _start_loop(self) -> None:
         delay = 0.2
         while not self._stopping:
-            producer = self._new_producer()
+            producer: AIOKafkaProducer | None = None
             try:
+                producer = self._new_producer()
                 await asyncio.wait_for(
                     producer.start(), timeout=max(5.0, self._settings.publish_timeout_s)
                 )
-            except (TimeoutError, KafkaError, OSError) as exc:
+            except asyncio.CancelledError:
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                raise
+            except Exception as exc:  # any failure to start is retried, and said
                 log.warning(
-                    "broker not reachable at %s (%s); retrying in %.1fs",
+                    "cannot start the producer for %s (%s: %s); retrying in %.1fs",
                     self._settings.kafka_bootstrap_servers,
                     type(exc).__name__,
+                    exc,
                     delay,
                 )
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -154,14 +162,18 @@ class Publisher:
             return
 
     async def _probe_loop(self) -> None:
-        """Keep ``ready`` honest: ask the broker for metadata every few seconds."""
+        """Keep ``ready`` honest, and the partition counts current: refresh the producer's
+        own metadata every few seconds (the counts must be the ones ``send_batch`` checks
+        against, or a record could be routed to a partition the producer does not know)."""
         assert self._producer is not None
         client = self._producer.client
         interval = self._settings.ready_probe_interval_s
         while not self._stopping:
             try:
-                cluster = await asyncio.wait_for(client.fetch_all_metadata(), timeout=interval)
+                answered = await asyncio.wait_for(client.force_metadata_update(), interval)
             except (TimeoutError, KafkaError, OSError):
+                answered = False
+            if not answered:
                 if self._broker_reachable:
                     log.warning("broker stopped answering metadata requests")
                 self._broker_reachable = False
@@ -170,21 +182,27 @@ class Publisher:
                     log.info("broker answering again")
                 self._broker_reachable = True
                 for topic in list(self._partition_counts):
-                    partitions = cluster.partitions_for_topic(topic)
+                    partitions = client.cluster.partitions_for_topic(topic)
                     if partitions and len(partitions) != self._partition_counts[topic]:
                         log.info("%s now has %d partitions", topic, len(partitions))
                         self._partition_counts[topic] = len(partitions)
             await asyncio.sleep(interval)
 
     async def enqueue(
-        self, topic: str, key: bytes, value: bytes, headers: Headers
-    ) -> asyncio.Future[None]:
-        """Queue one record; return the future of the broker's acknowledgement (acks=all).
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Headers,
+        waiter: asyncio.Future[None],
+    ) -> None:
+        """Queue one record; ``waiter`` is settled by the broker's acknowledgement (acks=all).
 
-        The future resolves once the batch holding the record is acknowledged, or fails
+        ``waiter`` resolves once the batch holding the record is acknowledged, or fails
         with ``BrokerUnavailable`` once the producer gives up on it (its request timeout).
         This only waits when the topic's partition count is not known yet; the caller
-        bounds that wait, and a record is queued only after it.
+        bounds that wait, and the record is queued only after it (if this raises or is
+        cancelled, the record was not queued and ``waiter`` is the caller's to settle).
         """
         producer = self._producer
         if producer is None:
@@ -193,7 +211,6 @@ class Publisher:
         if count is None:
             count = await self._learn_partitions(producer, topic)
         partition = partition_for(key, count)
-        waiter: asyncio.Future[None] = self._loop.create_future()
         tp = (topic, partition)
         buffer = self._buffers.get(tp)
         if buffer is None:
@@ -202,7 +219,6 @@ class Publisher:
             buffer.append((key, value, headers, waiter))
         if tp not in self._drainers:
             self._drainers[tp] = self._loop.create_task(self._drain(topic, partition))
-        return waiter
 
     async def _learn_partitions(self, producer: AIOKafkaProducer, topic: str) -> int:
         try:
@@ -217,9 +233,19 @@ class Publisher:
     async def _drain(self, topic: str, partition: int) -> None:
         """Send what the partition's buffer holds, batch after batch, until it stays empty."""
         tp = (topic, partition)
+        records: list[_Record] = []
         try:
-            while records := self._buffers.pop(tp, None):
+            while records := self._buffers.pop(tp, []):
                 await self._send(topic, partition, records)
+        except BaseException as exc:
+            # Whatever went wrong, no request may wait for ever: fail this batch and
+            # everything queued behind it (eduMe is told to retry), then stop.
+            failure = BrokerUnavailable(f"send to {topic} failed: {type(exc).__name__}")
+            _fail([r[3] for r in records], failure)
+            _fail([r[3] for r in self._buffers.pop(tp, [])], failure)
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("publishing to %s[%d] failed", topic, partition)
         finally:
             del self._drainers[tp]
 
@@ -253,7 +279,7 @@ class Publisher:
             # Waits while this partition's previous batch is still queued: meanwhile the
             # buffer fills, and the next batch carries everything that arrived.
             delivery = await producer.send_batch(batch, topic, partition=partition)
-        except KafkaError as exc:
+        except Exception as exc:  # aiokafka raises KafkaError, and AssertionError on metadata
             _fail(waiters, BrokerUnavailable(f"send to {topic} failed: {type(exc).__name__}"))
             return
         delivery.add_done_callback(partial(_settle, waiters, topic))

@@ -30,13 +30,15 @@ def uvicorn_config(app: Ingress, settings: Settings) -> uvicorn.Config:
         proxy_headers=False,
         date_header=False,
         timeout_keep_alive=30,
-        timeout_graceful_shutdown=max(5, int(settings.publish_timeout_s) + 1),
+        # Long enough for a request that has just begun: body read, then publish.
+        timeout_graceful_shutdown=int(settings.request_timeout_s + settings.publish_timeout_s) + 1,
         backlog=2048,
     )
 
 
-async def serve(app: Ingress, settings: Settings,
-                after_start: Callable[[], Awaitable[None]] | None = None) -> None:
+async def serve(
+    app: Ingress, settings: Settings, after_start: Callable[[], Awaitable[None]] | None = None
+) -> None:
     """Run until SIGINT/SIGTERM; in-flight requests finish before the producer flushes."""
     server = uvicorn.Server(uvicorn_config(app, settings))
     stop_requested: list[int] = []

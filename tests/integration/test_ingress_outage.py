@@ -95,3 +95,32 @@ async def test_ack_after_the_deadline_makes_the_retry_a_duplicate(tmp_path, pref
             assert len(await read_topic(dedicated.bootstrap, ingress.topic(LEARNER), 1)) == 1
     finally:
         dedicated.stop()
+
+
+async def test_a_failing_batch_answers_503_at_once_and_leaves_nothing_stuck(
+    ingress, broker, monkeypatch
+) -> None:
+    """Regression: an unexpected error inside the publisher (aiokafka raises AssertionError
+    for a partition its metadata does not know) used to kill the partition's drain task and
+    leave its requests, and their in-flight entries, waiting until the deadline and beyond."""
+    producer = ingress.app.publisher._producer
+    real_send_batch = producer.send_batch
+    calls = 0
+
+    async def failing_once(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise AssertionError("Unrecognized partition")
+        return await real_send_batch(*args, **kwargs)
+
+    monkeypatch.setattr(producer, "send_batch", failing_once)
+    body = compact((FIXTURES / "learner.activity.finished.course.json").read_bytes())
+    started = time.monotonic()
+    status, headers, _ = await ingress.post(body)
+    assert status == 503 and "Retry-After" in headers
+    assert time.monotonic() - started < ingress.settings.publish_timeout_s / 2
+    assert ingress.app._in_flight == {}
+    status, _, answer = await ingress.post(body)  # eduMe's retry
+    assert status == 202 and answer["duplicate"] is False
+    assert len(await read_topic(broker.bootstrap, ingress.topic(LEARNER), 1)) == 1

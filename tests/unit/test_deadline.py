@@ -45,3 +45,24 @@ async def test_a_shielded_future_survives_the_timeout() -> None:
         await asyncio.shield(inner)
     assert not inner.cancelled()
     inner.set_result(1)
+
+
+async def test_an_outside_cancellation_landing_with_the_expiry_still_propagates() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines: list[Deadline] = []
+
+    async def guarded() -> None:
+        with Deadline(loop, 5) as deadline:
+            deadlines.append(deadline)
+            await asyncio.sleep(5)
+
+    task = asyncio.create_task(guarded())
+    await asyncio.sleep(0)
+
+    def expiry_and_shutdown_together() -> None:
+        deadlines[0]._expire()
+        task.cancel()
+
+    loop.call_soon(expiry_and_shutdown_together)
+    with pytest.raises(asyncio.CancelledError):
+        await task

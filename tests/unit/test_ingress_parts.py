@@ -158,3 +158,22 @@ def test_keys_land_where_the_java_client_puts_them(key: bytes, java_murmur2: int
     """Known murmur2 values of Kafka's own test suite: any client finds a key's partition."""
     for partitions in (1, 4, 8, 12):
         assert partition_for(key, partitions) == (java_murmur2 & 0x7FFFFFFF) % partitions
+
+
+def test_event_topics_take_the_largest_body_the_ingress_accepts() -> None:
+    limit = Settings().max_body_bytes
+    for name in ("edume.course.events", "edume.learner.events", "edume.webhooks.dlq"):
+        configured = int(topics.BY_NAME[name].kafka_configs()["max.message.bytes"])
+        assert configured >= limit + 64 * 1024
+
+
+@pytest.mark.parametrize("servers", ["localhost:notaport", "[::1", "host:0", ":9092", ","])
+def test_a_malformed_bootstrap_address_stops_start_up(servers: str) -> None:
+    with pytest.raises(ConfigurationError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": servers})
+
+
+def test_bootstrap_addresses_parse_with_default_port_and_ipv6() -> None:
+    from streams.settings import parse_bootstrap
+
+    assert parse_bootstrap("a:1, b ,[::1]:9093") == [("a", 1), ("b", 9092), ("::1", 9093)]

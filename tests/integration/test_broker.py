@@ -1,0 +1,31 @@
+"""The embedded broker's lifecycle: nothing is left behind, even when start-up is cut short."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import streams.broker as broker_module
+from streams.broker import EmbeddedBroker, ensure_topics
+from streams.topics import CATALOG
+
+
+def test_an_interrupted_start_stops_the_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or SIGTERM while ``dev`` waits for the broker to listen must not orphan it."""
+
+    def interrupted(*_args: object, **_kwargs: object) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(broker_module, "answers", interrupted)
+    broker = EmbeddedBroker()
+    with pytest.raises(KeyboardInterrupt):
+        broker.start()
+    assert broker.process is None  # stopped and reaped by start() itself
+
+
+def test_topics_are_created_once_with_the_catalog_layout(broker: EmbeddedBroker) -> None:
+    first = asyncio.run(ensure_topics(broker.bootstrap, "layout."))
+    again = asyncio.run(ensure_topics(broker.bootstrap, "layout."))
+    assert set(first.values()) == {"created"} and len(first) == len(CATALOG)
+    assert set(again.values()) == {"exists"}
