@@ -8,13 +8,15 @@ import logging
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from streams.errors import EdumeStreamsError
 from streams.settings import Settings
 
 log = logging.getLogger("streams")
+T = TypeVar("T")
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -26,7 +28,7 @@ def _setup_logging(settings: Settings) -> None:
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
 
@@ -34,7 +36,7 @@ def _run(coro: object) -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.Runner()
     with runner:
-        runner.run(coro)  # type: ignore[arg-type]
+        return runner.run(coro)
 
 
 def cmd_ingress(settings: Settings, _args: argparse.Namespace) -> int:
@@ -126,15 +128,9 @@ def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
     from streams.reader import read_topic
 
     topic = settings.topic_prefix + args.topic
-    count = 0
-
-    async def go() -> None:
-        nonlocal count
-        count = await read_topic(
-            settings.kafka_bootstrap_servers, topic, idle_s=args.idle_s, follow=args.follow
-        )
-
-    _run(go())
+    count = _run(
+        read_topic(settings.kafka_bootstrap_servers, topic, idle_s=args.idle_s, follow=args.follow)
+    )
     print(f"{count} records on {topic}", file=sys.stderr)
     return 0
 

@@ -3,7 +3,6 @@ the ingress, on one machine; SIGINT or SIGTERM stops all of it, the broker last.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import tempfile
@@ -84,4 +83,3 @@ async def _serve_dev(settings: Settings) -> None:
         )
 
     await serve(app, settings, after_start=banner)
-    await asyncio.sleep(0)

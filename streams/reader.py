@@ -39,8 +39,8 @@ async def read_topic(
         await consumer.stop()
         raise BrokerUnavailable(f"cannot reach the broker at {bootstrap}: {exc}") from None
     try:
-        partitions = await consumer._client.fetch_all_metadata()
-        numbers = partitions.partitions_for_topic(topic)
+        await consumer.topics()  # refreshes the consumer's metadata
+        numbers = consumer.partitions_for_topic(topic)
         if not numbers:
             raise BrokerUnavailable(f"topic {topic!r} does not exist at {bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(numbers)]

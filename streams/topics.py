@@ -49,31 +49,32 @@ class TopicSpec:
         return out
 
 
+def _ingress_topic(name: str, key: str, value: str, partitions: int) -> TopicSpec:
+    """A topic the ingress writes webhooks to: four weeks kept, room for the largest body."""
+    return TopicSpec(
+        name,
+        key,
+        value,
+        partitions,
+        retention_ms=4 * _WEEK_MS,
+        configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
+    )
+
+
 CATALOG: tuple[TopicSpec, ...] = (
-    TopicSpec(
+    _ingress_topic(
         COURSE_EVENTS,
         "courseId, decimal string",
         "the webhook object as received, compact JSON",
         partitions=4,
-        retention_ms=4 * _WEEK_MS,
-        configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
     ),
-    TopicSpec(
+    _ingress_topic(
         LEARNER_EVENTS,
         "eduMe userId, decimal string",
         "the webhook object as received, compact JSON",
         partitions=8,
-        retention_ms=4 * _WEEK_MS,
-        configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
     ),
-    TopicSpec(
-        WEBHOOKS_DLQ,
-        "eventId",
-        "the raw body",
-        partitions=1,
-        retention_ms=4 * _WEEK_MS,
-        configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
-    ),
+    _ingress_topic(WEBHOOKS_DLQ, "eventId", "the raw body", partitions=1),
     TopicSpec(
         TRAINING_POLICIES,
         "courseId, decimal string",

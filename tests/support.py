@@ -64,8 +64,9 @@ class RunningIngress:
     url: str
     http: aiohttp.ClientSession
 
-    async def post(self, body: bytes, headers: dict[str, str] | None = None,
-                   *, secret: str | None = SECRET) -> tuple[int, dict[str, Any], Any]:
+    async def post(
+        self, body: bytes, headers: dict[str, str] | None = None, *, secret: str | None = SECRET
+    ) -> tuple[int, dict[str, Any], Any]:
         h = {"Content-Type": "application/json"}
         if secret is not None:
             h["X-Edume-Signature"] = sign(body, secret)
@@ -83,8 +84,9 @@ class RunningIngress:
 
 
 @contextlib.asynccontextmanager
-async def serve_ingress(settings: Settings, create_topics: bool = True
-                        ) -> AsyncIterator[RunningIngress]:
+async def serve_ingress(
+    settings: Settings, create_topics: bool = True
+) -> AsyncIterator[RunningIngress]:
     if create_topics:
         await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
     app = Ingress(settings)
@@ -98,26 +100,30 @@ async def serve_ingress(settings: Settings, create_topics: bool = True
     assert await app.publisher.wait_started(15), "producer did not connect"
     async with aiohttp.ClientSession() as http:
         try:
-            yield RunningIngress(app, settings,
-                                 f"http://{settings.ingress_host}:{settings.ingress_port}", http)
+            yield RunningIngress(
+                app, settings, f"http://{settings.ingress_host}:{settings.ingress_port}", http
+            )
         finally:
             server.should_exit = True
             await asyncio.wait_for(task, 30)
 
 
-async def read_topic(bootstrap: str, topic: str, expected: int, *, timeout_s: float = 15.0,
-                     grace_s: float = 0.7) -> list[Any]:
+async def read_topic(
+    bootstrap: str, topic: str, expected: int, *, timeout_s: float = 15.0, grace_s: float = 0.7
+) -> list[Any]:
     """Every record of ``topic`` from the beginning, counted: waits until ``expected`` records
     arrived, then ``grace_s`` more for any that should not be there. Never trusts end
     offsets (the embedded broker reports them wrong for multi-record batches)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
+        await consumer.topics()  # refreshes the consumer's metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

@@ -191,16 +191,14 @@ class Ingress:
             self.metrics.requests["not_found"] += 1
             await _respond(send, 404, {"error": "not found"})
 
-    async def _read_body(self, scope: Scope, receive: Any, send: Any) -> bytes | None:
+    async def _read_body(
+        self, content_length: bytes | None, receive: Any, send: Any
+    ) -> bytes | None:
         """The whole body, or None after answering 413/408 (or on a client disconnect)."""
         limit = self.settings.max_body_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if value.isdigit() and int(value) > limit:
-                    self.metrics.requests["too_large"] += 1
-                    await _respond(send, 413, {"error": f"body larger than {limit} bytes"})
-                    return None
-                break
+        if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+            await self._too_large(send)
+            return None
         chunks: list[bytes] = []
         size = 0
         try:
@@ -214,8 +212,7 @@ class Ingress:
                     chunk: bytes = message.get("body", b"")
                     size += len(chunk)
                     if size > limit:
-                        self.metrics.requests["too_large"] += 1
-                        await _respond(send, 413, {"error": f"body larger than {limit} bytes"})
+                        await self._too_large(send)
                         return None
                     if not message.get("more_body", False):
                         if not chunks:
@@ -228,16 +225,23 @@ class Ingress:
             await _respond(send, 408, {"error": "body not received in time"})
             return None
 
+    async def _too_large(self, send: Any) -> None:
+        self.metrics.requests["too_large"] += 1
+        limit = self.settings.max_body_bytes
+        await _respond(send, 413, {"error": f"body larger than {limit} bytes"})
+
     async def _webhook(self, scope: Scope, receive: Any, send: Any) -> None:
-        body = await self._read_body(scope, receive, send)
-        if body is None:
-            return
-        signature = authorization = None
-        for name, value in scope["headers"]:
+        signature = authorization = content_length = None
+        for name, value in scope["headers"]:  # one pass over the headers
             if name == b"x-edume-signature":
                 signature = value
             elif name == b"authorization":
                 authorization = value
+            elif name == b"content-length":
+                content_length = value
+        body = await self._read_body(content_length, receive, send)
+        if body is None:
+            return
         try:
             verified = self.verifier.verify(body, signature, authorization)
         except VerificationError as exc:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from functools import lru_cache, partial
 from typing import Any
@@ -69,7 +68,7 @@ def _settle(waiters: list[asyncio.Future[None]], topic: str, delivery: asyncio.F
 
 
 class Publisher:
-    """Sends records and waits for acks=all within a deadline."""
+    """Queues records into per-partition batches; their futures settle on the broker's ack."""
 
     def __init__(self, settings: Settings, *, client_id: str = "edume-streams-ingress") -> None:
         self._settings = settings
@@ -83,6 +82,7 @@ class Publisher:
         self._partition_counts: dict[str, int] = {}
         self._buffers: dict[tuple[str, int], list[_Record]] = {}
         self._drainers: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._started = asyncio.Event()
 
     @property
     def ready(self) -> bool:
@@ -116,11 +116,10 @@ class Publisher:
 
     async def wait_started(self, timeout_s: float) -> bool:
         """Wait until the producer runs (used by ``dev`` and tests); False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.ready:
-                return True
-            await asyncio.sleep(0.05)
+        try:
+            await asyncio.wait_for(self._started.wait(), timeout_s)
+        except TimeoutError:
+            return False
         return self.ready
 
     async def _start_loop(self) -> None:
@@ -153,6 +152,7 @@ class Publisher:
                 continue
             self._producer = producer
             self._broker_reachable = True
+            self._started.set()
             log.info(
                 "producer connected to %s (idempotence %s)",
                 self._settings.kafka_bootstrap_servers,
@@ -300,6 +300,7 @@ class Publisher:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._started.clear()
         if self._producer is not None:
             producer, self._producer = self._producer, None
             with contextlib.suppress(Exception):
