@@ -49,9 +49,6 @@ def run_dev(settings: Settings) -> int:
                 broker.bootstrap,
                 log_path,
             )
-            # aiokafka's idempotent producer cannot start on the embedded broker; event ids
-            # in the headers let consumers absorb producer retries instead.
-            settings = settings.replace(kafka_enable_idempotence=False)
         _run(_serve_dev(settings))
         return 0
     except (_Stop, KeyboardInterrupt):

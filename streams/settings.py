@@ -80,6 +80,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     # Beyond the contract: operational knobs with production defaults.
     kafka_enable_idempotence: bool = True
+    kafka_linger_ms: float = 0.5
     publish_timeout_s: float = 5.0
     retry_after_s: int = 5
     request_timeout_s: float = 10.0
@@ -118,6 +119,7 @@ class Settings:
             kw["kafka_enable_idempotence"] = _bool(
                 "KAFKA_ENABLE_IDEMPOTENCE", e["KAFKA_ENABLE_IDEMPOTENCE"]
             )
+        num("KAFKA_LINGER_MS", "kafka_linger_ms", float, 0)
         num("PUBLISH_TIMEOUT_S", "publish_timeout_s", float, 0.1)
         num("RETRY_AFTER_S", "retry_after_s", int, 1)
         num("REQUEST_TIMEOUT_S", "request_timeout_s", float, 0.1)

@@ -50,7 +50,7 @@ def make_settings(bootstrap: str, prefix: str, **changes: Any) -> Settings:
         webhook_secrets=(SECRET, SECOND_SECRET),
         webhook_bearer_tokens=(BEARER,),
         ingress_port=free_port(),
-        kafka_enable_idempotence=False,
+        kafka_enable_idempotence=True,
         publish_timeout_s=2.0,
         ready_probe_interval_s=0.3,
     )

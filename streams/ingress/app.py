@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,12 +20,12 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from streams import topics
-from streams.errors import BrokerUnavailable, PublishError, VerificationError
-from streams.ingress.deadline import Deadline
+from streams.errors import PublishError, VerificationError
+from streams.ingress.deadline import Expiry
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
 from streams.ingress.openapi import openapi_document
-from streams.ingress.publisher import Publisher
+from streams.ingress.publisher import Delivery, Headers, Publisher
 from streams.settings import Settings
 from streams.signing import WebhookVerifier
 
@@ -91,6 +90,32 @@ def _document_path(loc: tuple[int | str, ...], document: object) -> str:
     return ".".join(path) or "(root)"
 
 
+class _InFlight(Delivery):
+    """A record handed to the producer and not settled yet, with the requests waiting for it
+    (the first one, and any redeliveries of the same event that arrived meanwhile)."""
+
+    __slots__ = ("digest", "ingress", "waiters")
+
+    def __init__(self, ingress: Ingress, digest: bytes) -> None:
+        self.ingress = ingress
+        self.digest = digest
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def settle(self, error: PublishError | None) -> None:
+        ingress = self.ingress
+        ingress._in_flight.pop(self.digest, None)
+        if error is None:
+            ingress.recent.add(self.digest)
+            for waiter in self.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        else:
+            for waiter in self.waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+        self.waiters.clear()
+
+
 class Ingress:
     """The ASGI callable; its lifespan owns the producer."""
 
@@ -112,9 +137,11 @@ class Ingress:
         self.metrics = IngressMetrics()
         self._clock = Rfc3339Clock()
         self.recent = RecentIds(settings.dedup_capacity, settings.dedup_ttl_s)
-        self._in_flight: dict[bytes, asyncio.Future[None]] = {}
+        self._in_flight: dict[bytes, _InFlight] = {}
         # Set at startup; requests use it rather than asking (a system call on 3.11).
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ack_expiry: Expiry
+        self._body_expiry: Expiry
         prefix = settings.topic_prefix
         self._event_topic = {
             family: topics.prefixed(name, prefix)
@@ -162,7 +189,9 @@ class Ingress:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._loop = asyncio.get_running_loop()
+                self._loop = loop = asyncio.get_running_loop()
+                self._ack_expiry = Expiry(loop, self.settings.publish_timeout_s)
+                self._body_expiry = Expiry(loop, self.settings.request_timeout_s)
                 await self.publisher.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -199,31 +228,37 @@ class Ingress:
         if content_length is not None and content_length.isdigit() and int(content_length) > limit:
             await self._too_large(send)
             return None
+        task = asyncio.current_task(self._loop)
+        assert task is not None
+        cancelling = task.cancelling()
+        deadline = self._body_expiry.watch(task)
         chunks: list[bytes] = []
         size = 0
         try:
-            with Deadline(
-                self._loop or asyncio.get_running_loop(), self.settings.request_timeout_s
-            ):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return None
-                    chunk: bytes = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        await self._too_large(send)
-                        return None
-                    if not message.get("more_body", False):
-                        if not chunks:
-                            return chunk
-                        chunks.append(chunk)
-                        return b"".join(chunks)
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    await self._too_large(send)
+                    return None
+                if not message.get("more_body", False):
+                    if not chunks:
+                        return chunk
                     chunks.append(chunk)
-        except TimeoutError:
-            self.metrics.requests["timeout"] += 1
-            await _respond(send, 408, {"error": "body not received in time"})
-            return None
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        except asyncio.CancelledError:
+            # Our deadline, unless a cancellation from outside (shutdown) came too.
+            if not self._body_expiry.expired(deadline) or task.uncancel() > cancelling:
+                raise
+        finally:
+            self._body_expiry.done(deadline)
+        self.metrics.requests["timeout"] += 1
+        await _respond(send, 408, {"error": "body not received in time"})
+        return None
 
     async def _too_large(self, send: Any) -> None:
         self.metrics.requests["too_large"] += 1
@@ -278,7 +313,7 @@ class Ingress:
 
         event_id = verified.event_id
         id_bytes = event_id.encode()
-        headers = [("edume-event-id", id_bytes)]
+        headers: Headers = [("edume-event-id", id_bytes)]
         if event_type is not None:
             headers.append(("edume-event-type", event_type.encode()))
         headers.append(("edume-received-at", self._clock()))
@@ -303,7 +338,7 @@ class Ingress:
         topic: str,
         key: bytes,
         value: bytes,
-        headers: list[tuple[str, bytes]],
+        headers: Headers,
         dlq_kind: str | None,
     ) -> None:
         """Publish unless this id was acknowledged recently or is being delivered right now.
@@ -314,38 +349,37 @@ class Ingress:
         """
         if digest in self.recent:
             return await self._accepted(send, event_id, topic, duplicate=True)
-        loop = self._loop or asyncio.get_running_loop()
         started = time.monotonic()
-        deadline_s = self.settings.publish_timeout_s
         delivery = self._in_flight.get(digest)
-        duplicate = queued = delivery is not None
+        duplicate = delivery is not None
         if delivery is None:
-            # Registered before anything is awaited, so that a redelivery arriving in the
-            # meantime waits for this copy instead of publishing a second one.
-            delivery = loop.create_future()
+            delivery = _InFlight(self, digest)
             self._in_flight[digest] = delivery
-            delivery.add_done_callback(self._settled(digest))
+            try:
+                self.publisher.publish(topic, key, value, headers, delivery)
+            except PublishError as exc:
+                delivery.settle(exc)
+                log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
+                return await self._unavailable(send, str(exc))
+        assert self._loop is not None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        delivery.waiters.append(waiter)
+        deadline = self._ack_expiry.watch(waiter)
         try:
-            with Deadline(loop, deadline_s):
-                if not queued:
-                    await self.publisher.enqueue(topic, key, value, headers, delivery)
-                    queued = True
-                # Shielded: a timeout answers this request 503 but leaves the delivery
-                # running, for eduMe's retry to find in _in_flight.
-                await asyncio.shield(delivery)
+            await waiter
         except PublishError as exc:
             log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
             return await self._unavailable(send, str(exc))
         except TimeoutError:
             if not duplicate:
                 self.publisher.mark_unreachable()
-            log.warning("no acknowledgement for %s on %s within %.1fs", event_id, topic, deadline_s)
+            log.warning(
+                "no acknowledgement for %s on %s within %.1fs",
+                event_id, topic, self.settings.publish_timeout_s,
+            )
             return await self._unavailable(send, "the broker did not acknowledge in time")
         finally:
-            if not queued and not delivery.done():
-                # Never handed to the producer (no metadata in time, or shutdown): settle
-                # it, so that concurrent redeliveries answer 503 too and eduMe retries.
-                delivery.set_exception(BrokerUnavailable("not handed to the producer in time"))
+            self._ack_expiry.done(deadline)
         if duplicate:
             return await self._accepted(send, event_id, topic, duplicate=True)
         m = self.metrics
@@ -354,14 +388,6 @@ class Ingress:
         if dlq_kind is not None:
             m.dlq_by_reason[dlq_kind] = m.dlq_by_reason.get(dlq_kind, 0) + 1
         await self._accepted(send, event_id, topic, duplicate=False, dlq=dlq_kind is not None)
-
-    def _settled(self, digest: bytes) -> Callable[[asyncio.Future[None]], None]:
-        def settled(delivery: asyncio.Future[None]) -> None:
-            self._in_flight.pop(digest, None)
-            if not delivery.cancelled() and delivery.exception() is None:
-                self.recent.add(digest)
-
-        return settled
 
     async def _accepted(
         self, send: Any, event_id: str, topic: str, *, duplicate: bool, dlq: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -36,11 +37,28 @@ def uvicorn_config(app: Ingress, settings: Settings) -> uvicorn.Config:
     )
 
 
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between young-generation collections (CPython's default is 700). Each
+request in flight holds a few dozen tracked objects until its acknowledgement; at 700 the
+collector ran every ~20 requests and, with the older generations it triggers, took 15% of
+the ingress's CPU (measured). Reference counting frees almost all of them before the
+collector would look."""
+
+
+def tune_gc() -> None:
+    """Freeze what start-up allocated (modules, schemas, the app: never garbage) out of the
+    collector's sight, and collect young objects less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+
+
 async def serve(
     app: Ingress, settings: Settings, after_start: Callable[[], Awaitable[None]] | None = None
 ) -> None:
     """Run until SIGINT/SIGTERM; in-flight requests finish before the producer flushes."""
     server = uvicorn.Server(uvicorn_config(app, settings))
+    tune_gc()
     stop_requested: list[int] = []
 
     def note(sig: int, _frame: object) -> None:

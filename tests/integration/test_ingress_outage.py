@@ -97,28 +97,38 @@ async def test_ack_after_the_deadline_makes_the_retry_a_duplicate(tmp_path, pref
         dedicated.stop()
 
 
-async def test_a_failing_batch_answers_503_at_once_and_leaves_nothing_stuck(
+class _RefusingOnce:
+    """The producer, except that its first ``produce`` fails as a full queue does."""
+
+    def __init__(self, producer, error: Exception) -> None:
+        self._producer = producer
+        self._error: Exception | None = error
+
+    def produce(self, *args, **kwargs):
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self._producer.produce(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._producer, name)
+
+    def __len__(self) -> int:
+        return len(self._producer)
+
+
+async def test_a_refused_record_answers_503_at_once_and_leaves_nothing_stuck(
     ingress, broker, monkeypatch
 ) -> None:
-    """Regression: an unexpected error inside the publisher (aiokafka raises AssertionError
-    for a partition its metadata does not know) used to kill the partition's drain task and
-    leave its requests, and their in-flight entries, waiting until the deadline and beyond."""
-    producer = ingress.app.publisher._producer
-    real_send_batch = producer.send_batch
-    calls = 0
-
-    async def failing_once(*args, **kwargs):
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise AssertionError("Unrecognized partition")
-        return await real_send_batch(*args, **kwargs)
-
-    monkeypatch.setattr(producer, "send_batch", failing_once)
+    """A record the producer will not queue (its queue is full) is answered 503 straight
+    away, its in-flight entry is dropped, and eduMe's retry is published once."""
+    publisher = ingress.app.publisher
+    monkeypatch.setattr(publisher, "_producer", _RefusingOnce(publisher._producer, BufferError()))
     body = compact((FIXTURES / "learner.activity.finished.course.json").read_bytes())
     started = time.monotonic()
-    status, headers, _ = await ingress.post(body)
+    status, headers, answer = await ingress.post(body)
     assert status == 503 and "Retry-After" in headers
+    assert "queue is full" in answer["error"]
     assert time.monotonic() - started < ingress.settings.publish_timeout_s / 2
     assert ingress.app._in_flight == {}
     status, _, answer = await ingress.post(body)  # eduMe's retry

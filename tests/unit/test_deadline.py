@@ -1,68 +1,142 @@
-"""The request-path deadline: expiry is a TimeoutError, anything else passes through."""
+"""Request deadlines swept by one timer: a due future gets TimeoutError, a due task is
+cancelled (and told apart from an outside cancellation), a finished one is left alone."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
-from streams.ingress.deadline import Deadline
+from streams.ingress.deadline import Expiry
 
 
-async def test_expiry_raises_timeout_and_the_task_carries_on() -> None:
+async def test_a_future_still_pending_when_due_gets_timeout_error() -> None:
     loop = asyncio.get_running_loop()
-    with pytest.raises(TimeoutError), Deadline(loop, 0.01):
-        await asyncio.sleep(5)
-    await asyncio.sleep(0)  # no cancellation left pending on the task
-    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    expiry = Expiry(loop, 0.02, period_s=0.005)
+    waiter: asyncio.Future[None] = loop.create_future()
+    expiry.watch(waiter)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(waiter, 1.0)
+    assert len(expiry) == 0
 
 
-async def test_a_block_that_finishes_in_time_is_untouched() -> None:
+async def test_a_settled_or_released_deadline_never_fires() -> None:
     loop = asyncio.get_running_loop()
-    with Deadline(loop, 5):
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.02)
+    expiry = Expiry(loop, 0.02, period_s=0.005)
+    settled: asyncio.Future[int] = loop.create_future()
+    released: asyncio.Future[int] = loop.create_future()
+    expiry.watch(settled)
+    expiry.done(expiry.watch(released))
+    settled.set_result(1)
+    await asyncio.sleep(0.06)
+    assert settled.result() == 1
+    assert not released.done()  # released: the sweep no longer knows it
+    assert len(expiry) == 0
 
 
-async def test_an_outside_cancellation_is_not_turned_into_a_timeout() -> None:
+async def test_deadlines_fire_in_order_and_the_timer_stops_when_none_is_left() -> None:
     loop = asyncio.get_running_loop()
+    expiry = Expiry(loop, 0.03, period_s=0.005)
+    fired: list[int] = []
+    waiters = []
+    for i in range(5):
+        waiter: asyncio.Future[None] = loop.create_future()
+        waiter.add_done_callback(lambda _f, i=i: fired.append(i))
+        expiry.watch(waiter)
+        waiters.append(waiter)
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.06)
+    assert fired == [0, 1, 2, 3, 4]
+    for waiter in waiters:
+        assert isinstance(waiter.exception(), TimeoutError)
+    assert not expiry._armed
 
-    async def guarded() -> None:
-        with Deadline(loop, 5):
+
+async def test_a_due_task_is_cancelled_and_the_expiry_is_known() -> None:
+    loop = asyncio.get_running_loop()
+    expiry = Expiry(loop, 0.02, period_s=0.005)
+    outcome: list[str] = []
+
+    async def reader() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        number = expiry.watch(task)
+        try:
             await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            if not expiry.expired(number) or task.uncancel() > 0:
+                raise
+            outcome.append("timed out")
+        finally:
+            expiry.done(number)
 
-    task = asyncio.create_task(guarded())
+    await asyncio.wait_for(asyncio.create_task(reader()), 1.0)
+    assert outcome == ["timed out"]
+    assert not expiry._expired
+
+
+async def test_an_outside_cancellation_passes_through() -> None:
+    loop = asyncio.get_running_loop()
+    expiry = Expiry(loop, 5.0, period_s=0.005)
+
+    async def reader() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        number = expiry.watch(task)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            if not expiry.expired(number) or task.uncancel() > 0:
+                raise
+        finally:
+            expiry.done(number)
+
+    task = asyncio.create_task(reader())
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
 
 
-async def test_a_shielded_future_survives_the_timeout() -> None:
-    loop = asyncio.get_running_loop()
-    inner: asyncio.Future[int] = loop.create_future()
-    with pytest.raises(TimeoutError), Deadline(loop, 0.01):
-        await asyncio.shield(inner)
-    assert not inner.cancelled()
-    inner.set_result(1)
-
-
 async def test_an_outside_cancellation_landing_with_the_expiry_still_propagates() -> None:
     loop = asyncio.get_running_loop()
-    deadlines: list[Deadline] = []
+    expiry = Expiry(loop, 5.0, period_s=5.0)
 
-    async def guarded() -> None:
-        with Deadline(loop, 5) as deadline:
-            deadlines.append(deadline)
+    async def reader() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        number = expiry.watch(task)
+        try:
             await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            if not expiry.expired(number) or task.uncancel() > 0:
+                raise
+        finally:
+            expiry.done(number)
 
-    task = asyncio.create_task(guarded())
+    task = asyncio.create_task(reader())
     await asyncio.sleep(0)
 
     def expiry_and_shutdown_together() -> None:
-        deadlines[0]._expire()
+        _due, number = expiry._fifo[0]
+        expiry._fifo[0] = (loop.time(), number)  # due now
+        expiry._sweep()
         task.cancel()
 
     loop.call_soon(expiry_and_shutdown_together)
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_queued_deadlines_are_invisible_to_the_garbage_collector() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        expiry = Expiry(loop, 60.0)
+        futures = [loop.create_future() for _ in range(100)]
+        for future in futures:
+            expiry.done(expiry.watch(future))
+        gc.collect()
+        assert not any(gc.is_tracked(entry) for entry in expiry._fifo)
+    finally:
+        loop.close()
