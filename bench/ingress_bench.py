@@ -87,9 +87,23 @@ def wait_http(url: str, timeout_s: float) -> None:
     raise SystemExit(f"{url} did not answer 200 within {timeout_s}s")
 
 
-def run_wrk(port: int, bodies: Path, seconds: int,
-            connections: int = CONNECTIONS) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its live descendants, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += cpu_seconds(int(child))
+    return total
+
+
+def run_wrk(port: int, bodies: Path, seconds: int, connections: int = CONNECTIONS,
+            watch: dict[str, int] | None = None) -> dict[str, float]:
+    """One wrk run; ``watch`` names processes whose CPU per request is reported too."""
     script = Path(__file__).parent / "wrk_bodies.lua"
+    watch = watch or {}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in watch.items()}
+    children_before = os.times()
     out = subprocess.run(
         ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
          "-s", str(script), f"http://127.0.0.1:{port}", "--", str(bodies), str(THREADS)],
@@ -102,6 +116,13 @@ def run_wrk(port: int, bodies: Path, seconds: int,
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     figures["non_2xx"] = float(non2xx.group(1)) if non2xx else 0.0
     figures["rps"] = figures["requests"] / figures["seconds"]
+    children = os.times()
+    wrk_cpu = (children.children_user + children.children_system
+               - children_before.children_user - children_before.children_system)
+    figures["cpu_us_wrk"] = wrk_cpu / figures["requests"] * 1e6
+    for name, pid in watch.items():
+        used = cpu_seconds(pid) - cpu_before[name]
+        figures[f"cpu_us_{name}"] = used / figures["requests"] * 1e6
     return figures
 
 
@@ -145,7 +166,7 @@ def bench_bare(server: str, bodies: Path, seconds: int,
                 break
             except OSError:
                 time.sleep(0.1)
-        figures = run_wrk(port, bodies, seconds)
+        figures = run_wrk(port, bodies, seconds, watch={"server": proc.pid})
         if light_bodies is not None:
             light = run_wrk(port, light_bodies, LIGHT_SECONDS, LIGHT_CONNECTIONS)
             figures["light_p50_ms"], figures["light_p99_ms"] = light["p50_ms"], light["p99_ms"]
@@ -162,6 +183,8 @@ def main() -> None:
                         help="length of each bare-handler run")
     parser.add_argument("--pool", type=int, default=200_000,
                         help="distinct signed webhooks; a thread stops when its share is sent")
+    parser.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                        help="extra environment for the ingress, e.g. KAFKA_LINGER_MS=2")
     parser.add_argument("--servers", default="uvicorn,granian",
                         help="bare-handler servers to measure; the fastest is the baseline")
     args = parser.parse_args()
@@ -182,13 +205,14 @@ def main() -> None:
         port = free_port()
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
                "TOPIC_PREFIX": "bench.", "EDUME_WEBHOOK_SECRETS": SECRET,
-               "KAFKA_ENABLE_IDEMPOTENCE": "false", "INGRESS_PORT": str(port),
-               "LOG_LEVEL": "WARNING"}
+               "INGRESS_PORT": str(port), "LOG_LEVEL": "WARNING",
+               **dict(item.split("=", 1) for item in args.set)}
         ingress = subprocess.Popen([sys.executable, "-m", "streams", "ingress"], cwd=ROOT,
                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{port}/readyz", 30)
         rss_before, _ = rss_mb(ingress.pid)
-        ours = run_wrk(port, bodies, args.ingress_seconds)
+        ours = run_wrk(port, bodies, args.ingress_seconds,
+                       watch={"ingress": ingress.pid, "broker": broker.process.pid})  # type: ignore[union-attr]
         rss_after, rss_peak = rss_mb(ingress.pid)
         light = run_wrk(port, light_bodies, LIGHT_SECONDS, LIGHT_CONNECTIONS)
         published = metric(port, 'edume_ingress_requests_total{outcome="published"}')  # both runs
@@ -224,6 +248,10 @@ def main() -> None:
           + "; ".join(f"bare on {n} p50 {f['light_p50_ms']:.2f} ms p99 {f['light_p99_ms']:.2f} ms"
                       for n, f in bare.items()))
     print(f"published {published:.0f} (acks=all), answered duplicate {duplicates:.0f}")
+    print(f"CPU per request (µs, all threads): ingress {ours['cpu_us_ingress']:.0f}, "
+          f"broker {ours['cpu_us_broker']:.0f}, wrk {ours['cpu_us_wrk']:.0f}; "
+          + "; ".join(f"bare on {n}: server {f['cpu_us_server']:.0f}, wrk {f['cpu_us_wrk']:.0f}"
+                      for n, f in bare.items()))
     print(f"ingress RSS: {rss_before:.0f} MB idle, {rss_after:.0f} MB after "
           f"{ours['requests']:.0f} requests, peak {rss_peak:.0f} MB")
     print(f"ratio to the bare handler on {best}: {ratio:.2f} (target >= 0.5); "

@@ -25,7 +25,10 @@ def _setup_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
+    # The Kafka clients' own chatter (a reconnect per attempt while a broker is down) stays
+    # out of INFO; the publisher says once what changed.
+    for name in ("aiokafka", "streams.ingress.librdkafka"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.root.level))
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

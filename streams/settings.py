@@ -80,7 +80,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     # Beyond the contract: operational knobs with production defaults.
     kafka_enable_idempotence: bool = True
-    kafka_linger_ms: float = 0.5
+    kafka_linger_ms: float = 2.0
     publish_timeout_s: float = 5.0
     retry_after_s: int = 5
     request_timeout_s: float = 10.0

@@ -40,6 +40,22 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> Non
     raise AssertionError(f"{url} not ready within {timeout_s}s")
 
 
+async def _wait_ready(url: str, timeout_s: float) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout_s}s")
+
+
 def _tansu_pids_on(port: int) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -103,3 +119,63 @@ def test_ingress_refuses_to_start_without_secrets() -> None:
                             capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
     assert b"EDUME_WEBHOOK_SECRETS" in result.stderr
+
+
+async def test_every_202_is_on_the_topic_when_sigterm_lands_mid_flood(broker, prefix) -> None:
+    """The main guarantee under shutdown: SIGTERM while 400 webhooks are arriving. Requests
+    already taken finish (202 after the acknowledgement, or 503), the process exits 0, and
+    every event answered 202 is on its topic."""
+    import aiohttp
+
+    from streams.broker import ensure_topics
+    from tests.support import SECRET, sign
+
+    await ensure_topics(broker.bootstrap, prefix)
+    port = free_port()
+    env = _env(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, TOPIC_PREFIX=prefix,
+               INGRESS_PORT=str(port), EDUME_WEBHOOK_SECRETS=SECRET)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streams", "ingress", cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        await _wait_ready(f"http://127.0.0.1:{port}/readyz", 30)
+        template = json.loads((FIXTURES / "learner.activity.started.lesson.json").read_bytes())
+        bodies = []
+        for i in range(400):
+            template["payload"]["user"]["userId"] = 70_000 + i
+            bodies.append(json.dumps(template, separators=(",", ":")).encode())
+        answered: dict[bytes, int] = {}
+        queue = list(reversed(bodies))
+        a_quarter_answered = asyncio.Event()
+
+        async def client(http: aiohttp.ClientSession) -> None:
+            while queue:
+                body = queue.pop()
+                try:
+                    async with http.post(
+                        f"http://127.0.0.1:{port}/webhooks/edume", data=body,
+                        headers={"X-Edume-Signature": sign(body)},
+                    ) as r:
+                        await r.read()
+                        answered[body] = r.status
+                except aiohttp.ClientError:
+                    answered[body] = 0  # connection closed by the shutdown: eduMe retries
+                if len(answered) >= 100:
+                    a_quarter_answered.set()
+
+        async with aiohttp.ClientSession() as http:
+            clients = [asyncio.create_task(client(http)) for _ in range(32)]
+            await asyncio.wait_for(a_quarter_answered.wait(), 60)
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(asyncio.gather(*clients), 60)
+        output = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, output
+    accepted = {body for body, status in answered.items() if status == 202}
+    assert len(accepted) >= 100
+    assert set(answered.values()) <= {0, 202, 503}, answered.values()
+    records = await read_topic(broker.bootstrap, prefix + "edume.learner.events", len(accepted))
+    assert accepted <= {r.value for r in records}
