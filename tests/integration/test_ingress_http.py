@@ -185,6 +185,22 @@ async def test_oversized_chunked_body_gets_413(ingress: RunningIngress) -> None:
         assert r.status == 413
 
 
+async def test_a_body_of_the_largest_accepted_size_is_published(
+    ingress: RunningIngress, broker: EmbeddedBroker
+) -> None:
+    """The producer and the topics take any body the ingress accepts: exactly
+    ``MAX_BODY_BYTES`` of an authentic event (an unknown field pads it) lands whole."""
+    good = compact((FIXTURES / "course.added.json").read_bytes())
+    limit = ingress.settings.max_body_bytes
+    filler = limit - len(good) - len(b',"pad":""')
+    body = good[:-1] + b',"pad":"' + b"x" * filler + b'"}'
+    assert len(body) == limit
+    status, _, answer = await ingress.post(body)
+    assert status == 202, answer
+    [record] = await read_topic(broker.bootstrap, ingress.topic(COURSE), 1)
+    assert record.value == body
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
