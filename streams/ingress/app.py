@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from streams import topics
-from streams.errors import PublishError, VerificationError
+from streams.errors import BrokerUnavailable, PublishError, VerificationError
 from streams.ingress.deadline import Expiry
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
@@ -94,16 +94,18 @@ class _InFlight(Delivery):
     """A record handed to the producer and not settled yet, with the requests waiting for it
     (the first one, and any redeliveries of the same event that arrived meanwhile)."""
 
-    __slots__ = ("digest", "ingress", "waiters")
+    __slots__ = ("digest", "ingress", "queued_at", "waiters")
 
-    def __init__(self, ingress: Ingress, digest: bytes) -> None:
+    def __init__(self, ingress: Ingress, digest: bytes, queued_at: float) -> None:
         self.ingress = ingress
         self.digest = digest
+        self.queued_at = queued_at
         self.waiters: list[asyncio.Future[None]] = []
 
     def settle(self, error: PublishError | None) -> None:
         ingress = self.ingress
-        ingress._in_flight.pop(self.digest, None)
+        if ingress._in_flight.get(self.digest) is self:
+            del ingress._in_flight[self.digest]
         if error is None:
             ingress.recent.add(self.digest)
             for waiter in self.waiters:
@@ -112,7 +114,8 @@ class _InFlight(Delivery):
         else:
             for waiter in self.waiters:
                 if not waiter.done():
-                    waiter.set_exception(error)
+                    # One exception per waiter: each request unwinds its own traceback.
+                    waiter.set_exception(type(error)(*error.args))
         self.waiters.clear()
 
 
@@ -142,6 +145,7 @@ class Ingress:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ack_expiry: Expiry
         self._body_expiry: Expiry
+        self._stale_after_s = 0.0
         prefix = settings.topic_prefix
         self._event_topic = {
             family: topics.prefixed(name, prefix)
@@ -191,6 +195,7 @@ class Ingress:
             if message["type"] == "lifespan.startup":
                 self._loop = loop = asyncio.get_running_loop()
                 self._ack_expiry = Expiry(loop, self.settings.publish_timeout_s)
+                self._stale_after_s = self.publisher.delivery_timeout_s + 30.0
                 self._body_expiry = Expiry(loop, self.settings.request_timeout_s)
                 await self.publisher.start()
                 await send({"type": "lifespan.startup.complete"})
@@ -242,8 +247,7 @@ class Ingress:
                 chunk: bytes = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    await self._too_large(send)
-                    return None
+                    break  # answered below, once the deadline no longer applies
                 if not message.get("more_body", False):
                     if not chunks:
                         return chunk
@@ -256,6 +260,9 @@ class Ingress:
                 raise
         finally:
             self._body_expiry.done(deadline)
+        if size > limit:
+            await self._too_large(send)
+            return None
         self.metrics.requests["timeout"] += 1
         await _respond(send, 408, {"error": "body not received in time"})
         return None
@@ -349,19 +356,33 @@ class Ingress:
         """
         if digest in self.recent:
             return await self._accepted(send, event_id, topic, duplicate=True)
+        assert self._loop is not None
         started = time.monotonic()
         delivery = self._in_flight.get(digest)
+        if delivery is not None and started - delivery.queued_at > self._stale_after_s:
+            # The producer reports every record within its message timeout; an entry much
+            # older than that will never be settled (a producer dropped while holding it):
+            # fail it, so that this event is publishable again.
+            delivery.settle(BrokerUnavailable("the delivery was never reported"))
+            delivery = None
         duplicate = delivery is not None
         if delivery is None:
-            delivery = _InFlight(self, digest)
+            delivery = _InFlight(self, digest, started)
             self._in_flight[digest] = delivery
             try:
                 self.publisher.publish(topic, key, value, headers, delivery)
-            except PublishError as exc:
-                delivery.settle(exc)
-                log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
-                return await self._unavailable(send, str(exc))
-        assert self._loop is not None
+            except BaseException as exc:
+                # Not queued: no report will come, so settle it here, whatever went wrong.
+                failure = exc if isinstance(exc, PublishError) else BrokerUnavailable(
+                    f"the producer failed: {type(exc).__name__}")
+                delivery.settle(failure)
+                if not isinstance(exc, Exception):
+                    raise
+                if not isinstance(exc, PublishError):
+                    log.exception("publishing %s to %s failed", event_id, topic)
+                else:
+                    log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
+                return await self._unavailable(send, str(failure))
         waiter: asyncio.Future[None] = self._loop.create_future()
         delivery.waiters.append(waiter)
         deadline = self._ack_expiry.watch(waiter)
@@ -380,6 +401,9 @@ class Ingress:
             return await self._unavailable(send, "the broker did not acknowledge in time")
         finally:
             self._ack_expiry.done(deadline)
+            # The failure's traceback holds this frame, which holds the waiter, which holds
+            # the failure: break the cycle, so that the body is freed at once.
+            del waiter
         if duplicate:
             return await self._accepted(send, event_id, topic, duplicate=True)
         m = self.metrics

@@ -6,8 +6,9 @@ they were set. ``Expiry`` keeps them in a FIFO of ``(due, number)`` pairs and on
 timer, running only while deadlines are queued, pops those that are due. Per request that
 is a pair appended and a dict entry set and cleared, instead of a timer handle created and
 cancelled (``asyncio.timeout`` also adds a context object and a rescheduling step: about
-10 µs per use on 3.11). The pairs hold only numbers, so the garbage collector does not
-track the thousands that wait in the FIFO. A deadline fires up to ``period_s`` late.
+10 µs per use on 3.11). The pairs hold only numbers, so the garbage collector stops
+tracking them the first time it looks, and never walks the thousands waiting in the FIFO.
+A deadline fires up to ``period_s`` late.
 
 A watched future that is still pending when due gets ``TimeoutError``. A watched task is
 cancelled instead; ``Expiry.expired`` tells that cancellation from a cancellation from

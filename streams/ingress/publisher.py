@@ -79,6 +79,7 @@ class Publisher:
         self._stopping = False
         self._replacing = False
         self._replacer: asyncio.Task[None] | None = None
+        self._last_replaced = -1e9
         self._started = asyncio.Event()
 
     @property
@@ -86,13 +87,17 @@ class Publisher:
         """True while the producer runs and the broker answered the last probe."""
         return self._producer is not None and self._broker_reachable
 
+    @property
+    def delivery_timeout_s(self) -> float:
+        """How long a record keeps being retried (after its request was answered 503, too):
+        long enough to ride out a broker hiccup, short enough that eduMe's retry usually
+        meets a settled delivery (it waits for one still in flight rather than sending
+        twice). Every record is reported within this."""
+        return max(self._settings.publish_timeout_s * 2, 3.0)
+
     def config(self) -> dict[str, Any]:
         """The librdkafka settings: acks=all, Java-compatible partitioning, bounded queues."""
         s = self._settings
-        # How long a record keeps being retried after its request was answered 503: long
-        # enough to ride out a broker hiccup, short enough that eduMe's retry usually meets
-        # a settled delivery (it waits for one still in flight rather than sending twice).
-        timeout_ms = int(max(s.publish_timeout_s * 2, 3.0) * 1000)
         return {
             "bootstrap.servers": s.kafka_bootstrap_servers,
             "client.id": self._client_id,
@@ -105,14 +110,15 @@ class Publisher:
             "partitioner": "murmur2_random",  # murmur2 of the key, as the Java client
             "linger.ms": s.kafka_linger_ms,
             "message.max.bytes": max(1_048_576, s.max_body_bytes + 64 * 1024),
-            "message.timeout.ms": timeout_ms,
-            "request.timeout.ms": timeout_ms,
+            "message.timeout.ms": int(self.delivery_timeout_s * 1000),
+            # A produce request the broker cannot acknowledge in time fails while the record
+            # still has time for a retry.
+            "request.timeout.ms": int(max(s.publish_timeout_s, 1.0) * 1000),
             "retry.backoff.ms": 100,
             "socket.nagle.disable": True,
             "queue.buffering.max.messages": 100_000,
             "queue.buffering.max.kbytes": 256 * 1024,
             "topic.metadata.refresh.interval.ms": 60_000,
-            "error_cb": self._on_error,
             "logger": rdkafka_log,
         }
 
@@ -124,10 +130,15 @@ class Publisher:
         self._prober = self._loop.create_task(self._probe_loop(), name="broker-probe")
 
     def _new_producer(self) -> Producer:
+        config = self.config()
+        made: list[Producer] = []
+        # Each producer's errors name it: a replaced producer's must not touch the new one.
+        config["error_cb"] = lambda err: self._on_error(err, made[0] if made else None)
         try:
-            return Producer(self.config())
+            made.append(Producer(config))
         except (KafkaException, ValueError, TypeError) as exc:
             raise ConfigurationError(f"cannot configure the Kafka producer: {exc}") from None
+        return made[0]
 
     async def wait_started(self, timeout_s: float) -> bool:
         """Wait until the broker answered a probe (used by ``dev`` and tests); False on timeout."""
@@ -165,7 +176,10 @@ class Publisher:
         if producer is None:
             self._polling = False
             return
-        producer.poll(0)
+        try:
+            producer.poll(0)
+        except Exception:  # a failing callback must not stop the reports of the others
+            log.exception("serving delivery reports failed")
         if len(producer):
             self._loop.call_later(self._poll_interval_s, self._poll)
         else:
@@ -180,12 +194,13 @@ class Publisher:
         self._broker_reachable = False
         self._replacer = self._loop.create_task(self._replace(producer), name="producer-replace")
 
-    def _on_error(self, err: KafkaError) -> None:
+    def _on_error(self, err: KafkaError, producer: Producer | None) -> None:
         """librdkafka's global errors (served by ``poll``, so on the loop thread)."""
-        if err.fatal():
+        if producer is None or producer is not self._producer:
+            log.debug("replaced producer: %s", err.name())
+        elif err.fatal():
             log.error("the producer failed fatally (%s); replacing it", err.name())
-            if self._producer is not None:
-                self._replace_soon(self._producer)
+            self._replace_soon(producer)
         elif err.code() == KafkaError._ALL_BROKERS_DOWN:
             if self._broker_reachable:
                 log.warning("no broker reachable at %s", self._settings.kafka_bootstrap_servers)
@@ -211,7 +226,10 @@ class Publisher:
                 answered = False
             if self._producer is not producer:
                 continue
-            producer.poll(0)
+            try:
+                producer.poll(0)
+            except Exception:
+                log.exception("serving the producer's events failed")
             if answered != self._broker_reachable:
                 if answered:
                     log.info(
@@ -228,13 +246,27 @@ class Publisher:
 
     async def _replace(self, old: Producer) -> None:
         try:
-            self._producer = self._new_producer()
+            # A fatal error that comes back at once (say, no right to write idempotently)
+            # must not turn every request into a new producer.
+            wait = self._last_replaced + 5.0 - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_replaced = time.monotonic()
+            try:
+                self._producer = self._new_producer()
+            except ConfigurationError:
+                log.exception("cannot start a new producer")
+                return
             await self._abandon(old)
         finally:
             self._replacing = False
 
     async def _abandon(self, producer: Producer) -> None:
-        """Fail whatever a producer still holds: each delivery is settled with an error."""
+        """Fail whatever a producer still holds: each delivery is settled with an error. A
+        record already in flight may have been written all the same; its request is
+        answered 503 and eduMe's retry writes it again (consumers absorb the copy by its
+        ``edume-event-id``). A report that never comes is covered by the ingress, which
+        fails an in-flight entry older than the delivery timeout."""
         with contextlib.suppress(KafkaException):
             producer.purge()
         deadline = time.monotonic() + 5.0
@@ -250,11 +282,12 @@ class Publisher:
     async def stop(self) -> None:
         """Wait for outstanding records (up to the publish timeout), then close."""
         self._stopping = True
-        for task in (self._prober, self._replacer):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._prober is not None and not self._prober.done():
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+        if self._replacer is not None and not self._replacer.done():
+            await self._replacer  # drains the producer it replaces
         producer, self._producer = self._producer, None
         self._started.clear()
         self._broker_reachable = False

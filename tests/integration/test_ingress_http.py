@@ -17,8 +17,10 @@ from tests.support import (
     SECOND_SECRET,
     RunningIngress,
     compact,
+    make_settings,
     manifest,
     read_topic,
+    serve_ingress,
     sign,
 )
 
@@ -269,3 +271,29 @@ async def test_concurrent_distinct_events_are_batched_without_loss_or_misplaceme
     partitions = list(range(8))
     for r in records:
         assert r.partition == DefaultPartitioner()(r.key, partitions, partitions)
+
+
+async def test_a_body_not_received_in_time_gets_408(broker: EmbeddedBroker, prefix: str) -> None:
+    """A sender that stops half-way through its body is answered 408 once
+    ``REQUEST_TIMEOUT_S`` has passed, and nothing is published."""
+    settings = make_settings(broker.bootstrap, prefix, request_timeout_s=0.3)
+    async with serve_ingress(settings) as running:
+        body = compact((FIXTURES / "course.added.json").read_bytes())
+        reader, writer = await asyncio.open_connection(settings.ingress_host,
+                                                       settings.ingress_port)
+        try:
+            writer.write(
+                b"POST /webhooks/edume HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"X-Edume-Signature: " + sign(body).encode() + b"\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:40]
+            )
+            await writer.drain()
+            started = asyncio.get_running_loop().time()
+            status_line = await asyncio.wait_for(reader.readline(), 5)
+            waited = asyncio.get_running_loop().time() - started
+        finally:
+            writer.close()
+        assert status_line.startswith(b"HTTP/1.1 408"), status_line
+        assert 0.25 <= waited < 2.0
+        assert (await running.post(body))[0] == 202  # the ingress carries on
+        assert len(await read_topic(broker.bootstrap, running.topic(COURSE), 1)) == 1

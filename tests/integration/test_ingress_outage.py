@@ -9,6 +9,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from streams.broker import EmbeddedBroker, ensure_topics
 from tests.support import FIXTURES, compact, make_settings, read_topic, serve_ingress
 
@@ -117,20 +119,62 @@ class _RefusingOnce:
         return len(self._producer)
 
 
+@pytest.mark.parametrize(("error", "said"), [
+    (BufferError(), "queue is full"),
+    (TypeError("unexpected"), "the producer failed: TypeError"),
+])
 async def test_a_refused_record_answers_503_at_once_and_leaves_nothing_stuck(
-    ingress, broker, monkeypatch
+    ingress, broker, monkeypatch, error, said
 ) -> None:
-    """A record the producer will not queue (its queue is full) is answered 503 straight
-    away, its in-flight entry is dropped, and eduMe's retry is published once."""
+    """A record the producer will not queue (its queue is full, or anything unexpected) is
+    answered 503 straight away, its in-flight entry is dropped, and eduMe's retry is
+    published once."""
     publisher = ingress.app.publisher
-    monkeypatch.setattr(publisher, "_producer", _RefusingOnce(publisher._producer, BufferError()))
+    monkeypatch.setattr(publisher, "_producer", _RefusingOnce(publisher._producer, error))
     body = compact((FIXTURES / "learner.activity.finished.course.json").read_bytes())
     started = time.monotonic()
     status, headers, answer = await ingress.post(body)
     assert status == 503 and "Retry-After" in headers
-    assert "queue is full" in answer["error"]
+    assert said in answer["error"]
     assert time.monotonic() - started < ingress.settings.publish_timeout_s / 2
     assert ingress.app._in_flight == {}
     status, _, answer = await ingress.post(body)  # eduMe's retry
     assert status == 202 and answer["duplicate"] is False
+    assert len(await read_topic(broker.bootstrap, ingress.topic(LEARNER), 1)) == 1
+
+
+class _Swallowing:
+    """The producer, except that it takes records and never reports them (a producer
+    dropped while it held them)."""
+
+    def __init__(self, producer) -> None:
+        self._producer = producer
+
+    def produce(self, *args, **kwargs) -> None:
+        return None
+
+    def __getattr__(self, name):
+        return getattr(self._producer, name)
+
+    def __len__(self) -> int:
+        return len(self._producer)
+
+
+async def test_a_delivery_never_reported_does_not_block_its_event_for_ever(
+    ingress, broker, monkeypatch
+) -> None:
+    """An in-flight entry older than the producer's delivery timeout is failed when the
+    event comes again, and the event is published."""
+    publisher = ingress.app.publisher
+    real = publisher._producer
+    monkeypatch.setattr(publisher, "_producer", _Swallowing(real))
+    body = compact((FIXTURES / "learner.added.json").read_bytes())
+    status, _, _ = await ingress.post(body)
+    assert status == 503  # no acknowledgement within the publish timeout
+    assert len(ingress.app._in_flight) == 1
+    monkeypatch.setattr(publisher, "_producer", real)
+    monkeypatch.setattr(ingress.app, "_stale_after_s", 0.0)
+    status, _, answer = await ingress.post(body)
+    assert status == 202 and answer["duplicate"] is False
+    assert ingress.app._in_flight == {}
     assert len(await read_topic(broker.bootstrap, ingress.topic(LEARNER), 1)) == 1
