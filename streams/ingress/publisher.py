@@ -80,6 +80,7 @@ class Publisher:
         self._replacing = False
         self._replacer: asyncio.Task[None] | None = None
         self._last_replaced = -1e9
+        self._generation = 0
         self._started = asyncio.Event()
 
     @property
@@ -131,14 +132,16 @@ class Publisher:
 
     def _new_producer(self) -> Producer:
         config = self.config()
-        made: list[Producer] = []
-        # Each producer's errors name it: a replaced producer's must not touch the new one.
-        config["error_cb"] = lambda err: self._on_error(err, made[0] if made else None)
+        # Each producer's errors carry its generation: a replaced producer's must not touch
+        # the new one. (A number, not the producer: a producer referring to itself through
+        # its callback would outlive its last use and keep its connections open.)
+        self._generation += 1
+        generation = self._generation
+        config["error_cb"] = lambda err: self._on_error(err, generation)
         try:
-            made.append(Producer(config))
+            return Producer(config)
         except (KafkaException, ValueError, TypeError) as exc:
             raise ConfigurationError(f"cannot configure the Kafka producer: {exc}") from None
-        return made[0]
 
     async def wait_started(self, timeout_s: float) -> bool:
         """Wait until the broker answered a probe (used by ``dev`` and tests); False on timeout."""
@@ -194,9 +197,10 @@ class Publisher:
         self._broker_reachable = False
         self._replacer = self._loop.create_task(self._replace(producer), name="producer-replace")
 
-    def _on_error(self, err: KafkaError, producer: Producer | None) -> None:
+    def _on_error(self, err: KafkaError, generation: int) -> None:
         """librdkafka's global errors (served by ``poll``, so on the loop thread)."""
-        if producer is None or producer is not self._producer:
+        producer = self._producer
+        if producer is None or generation != self._generation:
             log.debug("replaced producer: %s", err.name())
         elif err.fatal():
             log.error("the producer failed fatally (%s); replacing it", err.name())
@@ -274,6 +278,8 @@ class Publisher:
             producer.poll(0)
             await asyncio.sleep(0.01)
         producer.poll(0)
+        if not len(producer):
+            producer.close()  # its connections close now, not when it is collected
 
     def mark_unreachable(self) -> None:
         """An acknowledgement did not come in time: not ready until the next probe answers."""
