@@ -53,25 +53,28 @@ async def test_deadlines_fire_in_order_and_the_timer_stops_when_none_is_left() -
     assert not expiry._armed
 
 
+async def _reader(expiry: Expiry, outcome: list[str]) -> None:
+    """A body read as the ingress does it: its deadline cancels it, an outside
+    cancellation passes through."""
+    task = asyncio.current_task()
+    assert task is not None
+    number = expiry.watch(task)
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        if not expiry.expired(number) or task.uncancel() > 0:
+            raise
+        outcome.append("timed out")
+    finally:
+        expiry.done(number)
+
+
 async def test_a_due_task_is_cancelled_and_the_expiry_is_known() -> None:
     loop = asyncio.get_running_loop()
     expiry = Expiry(loop, 0.02, period_s=0.005)
     outcome: list[str] = []
 
-    async def reader() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        number = expiry.watch(task)
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            if not expiry.expired(number) or task.uncancel() > 0:
-                raise
-            outcome.append("timed out")
-        finally:
-            expiry.done(number)
-
-    await asyncio.wait_for(asyncio.create_task(reader()), 1.0)
+    await asyncio.wait_for(asyncio.create_task(_reader(expiry, outcome)), 1.0)
     assert outcome == ["timed out"]
     assert not expiry._expired
 
@@ -80,19 +83,7 @@ async def test_an_outside_cancellation_passes_through() -> None:
     loop = asyncio.get_running_loop()
     expiry = Expiry(loop, 5.0, period_s=0.005)
 
-    async def reader() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        number = expiry.watch(task)
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            if not expiry.expired(number) or task.uncancel() > 0:
-                raise
-        finally:
-            expiry.done(number)
-
-    task = asyncio.create_task(reader())
+    task = asyncio.create_task(_reader(expiry, []))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -103,19 +94,7 @@ async def test_an_outside_cancellation_landing_with_the_expiry_still_propagates(
     loop = asyncio.get_running_loop()
     expiry = Expiry(loop, 5.0, period_s=5.0)
 
-    async def reader() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        number = expiry.watch(task)
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            if not expiry.expired(number) or task.uncancel() > 0:
-                raise
-        finally:
-            expiry.done(number)
-
-    task = asyncio.create_task(reader())
+    task = asyncio.create_task(_reader(expiry, []))
     await asyncio.sleep(0)
 
     def expiry_and_shutdown_together() -> None:
