@@ -145,7 +145,9 @@ class Ingress:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ack_expiry: Expiry
         self._body_expiry: Expiry
-        self._stale_after_s = 0.0
+        # The producer reports every record within its delivery timeout: an in-flight entry
+        # much older than that will never be settled.
+        self._stale_after_s = self.publisher.delivery_timeout_s + 30.0
         prefix = settings.topic_prefix
         self._event_topic = {
             family: topics.prefixed(name, prefix)
@@ -195,7 +197,6 @@ class Ingress:
             if message["type"] == "lifespan.startup":
                 self._loop = loop = asyncio.get_running_loop()
                 self._ack_expiry = Expiry(loop, self.settings.publish_timeout_s)
-                self._stale_after_s = self.publisher.delivery_timeout_s + 30.0
                 self._body_expiry = Expiry(loop, self.settings.request_timeout_s)
                 await self.publisher.start()
                 await send({"type": "lifespan.startup.complete"})
@@ -369,20 +370,21 @@ class Ingress:
         if delivery is None:
             delivery = _InFlight(self, digest, started)
             self._in_flight[digest] = delivery
+            # Not queued: no report will come, so settle it here, whatever went wrong.
             try:
                 self.publisher.publish(topic, key, value, headers, delivery)
-            except BaseException as exc:
-                # Not queued: no report will come, so settle it here, whatever went wrong.
-                failure = exc if isinstance(exc, PublishError) else BrokerUnavailable(
-                    f"the producer failed: {type(exc).__name__}")
+            except PublishError as exc:
+                delivery.settle(exc)
+                log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
+                return await self._unavailable(send, str(exc))
+            except Exception as exc:
+                failure = BrokerUnavailable(f"the producer failed: {type(exc).__name__}")
                 delivery.settle(failure)
-                if not isinstance(exc, Exception):
-                    raise
-                if not isinstance(exc, PublishError):
-                    log.exception("publishing %s to %s failed", event_id, topic)
-                else:
-                    log.warning("publish of %s to %s failed: %s", event_id, topic, exc)
+                log.exception("publishing %s to %s failed", event_id, topic)
                 return await self._unavailable(send, str(failure))
+            except BaseException:
+                delivery.settle(BrokerUnavailable("interrupted"))
+                raise
         waiter: asyncio.Future[None] = self._loop.create_future()
         delivery.waiters.append(waiter)
         deadline = self._ack_expiry.watch(waiter)

@@ -77,7 +77,6 @@ class Publisher:
         self._prober: asyncio.Task[None] | None = None
         self._broker_reachable = False
         self._stopping = False
-        self._replacing = False
         self._replacer: asyncio.Task[None] | None = None
         self._last_replaced = -1e9
         self._generation = 0
@@ -179,10 +178,7 @@ class Publisher:
         if producer is None:
             self._polling = False
             return
-        try:
-            producer.poll(0)
-        except Exception:  # a failing callback must not stop the reports of the others
-            log.exception("serving delivery reports failed")
+        _serve(producer)
         if len(producer):
             self._loop.call_later(self._poll_interval_s, self._poll)
         else:
@@ -191,9 +187,9 @@ class Publisher:
     def _replace_soon(self, producer: Producer) -> None:
         """A fatal error (idempotent producer only: say, the broker lost the producer's
         state) makes a producer refuse every record: start a new one at once."""
-        if self._replacing or self._stopping or self._producer is not producer:
+        replacing = self._replacer is not None and not self._replacer.done()
+        if replacing or self._stopping or self._producer is not producer:
             return
-        self._replacing = True
         self._broker_reachable = False
         self._replacer = self._loop.create_task(self._replace(producer), name="producer-replace")
 
@@ -230,10 +226,7 @@ class Publisher:
                 answered = False
             if self._producer is not producer:
                 continue
-            try:
-                producer.poll(0)
-            except Exception:
-                log.exception("serving the producer's events failed")
+            _serve(producer)
             if answered != self._broker_reachable:
                 if answered:
                     log.info(
@@ -249,21 +242,18 @@ class Publisher:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def _replace(self, old: Producer) -> None:
+        # A fatal error that comes back at once (say, no right to write idempotently) must
+        # not turn every request into a new producer.
+        wait = self._last_replaced + 5.0 - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_replaced = time.monotonic()
         try:
-            # A fatal error that comes back at once (say, no right to write idempotently)
-            # must not turn every request into a new producer.
-            wait = self._last_replaced + 5.0 - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._last_replaced = time.monotonic()
-            try:
-                self._producer = self._new_producer()
-            except ConfigurationError:
-                log.exception("cannot start a new producer")
-                return
-            await self._abandon(old)
-        finally:
-            self._replacing = False
+            self._producer = self._new_producer()
+        except ConfigurationError:
+            log.exception("cannot start a new producer")
+            return
+        await self._abandon(old)
 
     async def _abandon(self, producer: Producer) -> None:
         """Fail whatever a producer still holds: each delivery is settled with an error. A
@@ -273,11 +263,7 @@ class Publisher:
         fails an in-flight entry older than the delivery timeout."""
         with contextlib.suppress(KafkaException):
             producer.purge()
-        deadline = time.monotonic() + 5.0
-        while len(producer) and time.monotonic() < deadline:
-            producer.poll(0)
-            await asyncio.sleep(0.01)
-        producer.poll(0)
+        await _drain(producer, 5.0)
         if not len(producer):
             producer.close()  # its connections close now, not when it is collected
 
@@ -299,8 +285,23 @@ class Publisher:
         self._broker_reachable = False
         if producer is None:
             return
-        deadline = time.monotonic() + self._settings.publish_timeout_s
-        while len(producer) and time.monotonic() < deadline:
-            producer.poll(0)
-            await asyncio.sleep(0.005)
+        await _drain(producer, self._settings.publish_timeout_s)
         await self._abandon(producer)
+
+
+def _serve(producer: Producer) -> None:
+    """Run what the producer has queued for the loop: delivery reports, errors, logs. A
+    failing callback must not stop the reports of the others."""
+    try:
+        producer.poll(0)
+    except Exception:
+        log.exception("serving the producer's events failed")
+
+
+async def _drain(producer: Producer, seconds: float) -> None:
+    """Serve the producer's reports until it holds nothing more, or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    _serve(producer)
+    while len(producer) and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+        _serve(producer)

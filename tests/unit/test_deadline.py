@@ -29,7 +29,10 @@ async def test_a_settled_or_released_deadline_never_fires() -> None:
     expiry.watch(settled)
     expiry.done(expiry.watch(released))
     settled.set_result(1)
-    await asyncio.sleep(0.06)
+    later: asyncio.Future[None] = loop.create_future()
+    expiry.watch(later)  # due after the others: once it fires, the sweep has passed them
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(later, 1.0)
     assert settled.result() == 1
     assert not released.done()  # released: the sweep no longer knows it
     assert len(expiry) == 0
@@ -46,7 +49,7 @@ async def test_deadlines_fire_in_order_and_the_timer_stops_when_none_is_left() -
         expiry.watch(waiter)
         waiters.append(waiter)
         await asyncio.sleep(0.005)
-    await asyncio.sleep(0.06)
+    await asyncio.wait(waiters, timeout=1.0)
     assert fired == [0, 1, 2, 3, 4]
     for waiter in waiters:
         assert isinstance(waiter.exception(), TimeoutError)
