@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
 from streams.errors import EdumeStreamsError
+from streams.runtime import run
 from streams.settings import Settings
 
 log = logging.getLogger("streams")
-T = TypeVar("T")
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -31,17 +29,6 @@ def _setup_logging(settings: Settings) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.root.level))
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.Runner()
-    with runner:
-        return runner.run(coro)
-
-
 def cmd_ingress(settings: Settings, _args: argparse.Namespace) -> int:
     from streams.ingress.app import Ingress
     from streams.ingress.server import serve
@@ -54,7 +41,7 @@ def cmd_ingress(settings: Settings, _args: argparse.Namespace) -> int:
         "/webhooks/edume",
         settings.kafka_bootstrap_servers,
     )
-    _run(serve(app, settings))
+    run(serve(app, settings))
     return 0
 
 
@@ -131,7 +118,7 @@ def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
     from streams.reader import read_topic
 
     topic = settings.topic_prefix + args.topic
-    count = _run(
+    count = run(
         read_topic(settings.kafka_bootstrap_servers, topic, idle_s=args.idle_s, follow=args.follow)
     )
     print(f"{count} records on {topic}", file=sys.stderr)

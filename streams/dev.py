@@ -10,6 +10,7 @@ from pathlib import Path
 
 from streams.broker import EmbeddedBroker, answers, ensure_topics, is_loopback
 from streams.errors import ConfigurationError
+from streams.runtime import run
 from streams.settings import Settings, parse_bootstrap
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,6 @@ def _raise_stop(_sig: int, _frame: object) -> None:
 
 def run_dev(settings: Settings) -> int:
     """Run until stopped; returns the exit status."""
-    from streams.cli import _run
-
     settings.require_webhook_auth()
     host, port = parse_bootstrap(settings.kafka_bootstrap_servers)[0]
     broker: EmbeddedBroker | None = None
@@ -49,7 +48,7 @@ def run_dev(settings: Settings) -> int:
                 broker.bootstrap,
                 log_path,
             )
-        _run(_serve_dev(settings))
+        run(_serve_dev(settings))
         return 0
     except (_Stop, KeyboardInterrupt):
         return 0
