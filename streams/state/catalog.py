@@ -1,0 +1,139 @@
+"""The course catalog: one entry per course, folded from ``edume.course.events``.
+
+Every course event carries the whole course (group, teams, courseKey, modules), so most
+fields are registers of the latest event. Teams are the exception, read as eduMe's
+document describes them:
+
+- ``course.updated`` / ``team.assigned`` lists the teams just assigned: they are added;
+- ``course.updated`` / ``team.removed`` lists the teams just removed: they are removed;
+- every other course event lists the course's teams at that moment: a snapshot.
+
+Folding those in timestamp order, a team's membership is decided by the latest event that
+speaks of it: the latest snapshot, unless an assignment or removal of that team is newer.
+The entry therefore keeps the latest snapshot and, per team, the latest change newer than
+it; anything older can no longer matter and is dropped.
+
+``published``: ``course.published`` sets it, ``course.unpublished`` and ``course.added`` (a
+new course is a draft until published) clear it; ``None`` until one of them is seen.
+``deleted`` is final: no event undoes a deletion, and a deleted course keeps its entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import CourseAdded, CourseDeleted, CoursePublished, CourseUnpublished, CourseUpdated
+from schemas.course import TeamAssignedPayload, TeamRemovedPayload, TitleChangedPayload
+from streams.state.common import Meta, Stamped, earlier, is_newer, later, stamp
+
+CourseEvent = CourseAdded | CourseDeleted | CoursePublished | CourseUnpublished | CourseUpdated
+
+_PUBLISHED_BY_TYPE: dict[type[Any], bool] = {
+    CourseAdded: False,
+    CoursePublished: True,
+    CourseUnpublished: False,
+}
+
+
+@dataclass(slots=True)
+class CourseEntry:
+    """One course as its events describe it."""
+
+    course_id: int
+    course_key: Stamped | None = None
+    group_id: Stamped | None = None
+    module_ids: Stamped | None = None
+    team_snapshot: Stamped | None = None
+    """The latest event that listed all the course's teams (value: sorted team ids)."""
+    team_changes: dict[int, Stamped] = field(default_factory=dict)
+    """Per team, the latest assignment (True) or removal (False) newer than the snapshot."""
+    published: Stamped | None = None
+    deleted: Stamped | None = None
+    """The earliest deletion (value: its timestamp as sent), or None."""
+    title_changed: Stamped | None = None
+    """The latest title change (value: its timestamp as sent)."""
+    last_event: Stamped | None = None
+    """The latest event applied (value: its timestamp as sent)."""
+    event_ids: set[str] = field(default_factory=set)
+
+    @property
+    def team_ids(self) -> list[int]:
+        """The teams the course is assigned to now."""
+        teams = set(self.team_snapshot.value) if self.team_snapshot else set()
+        for team, change in self.team_changes.items():
+            if change.value:
+                teams.add(team)
+            else:
+                teams.discard(team)
+        return sorted(teams)
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted is not None
+
+    @property
+    def is_published(self) -> bool | None:
+        return None if self.published is None else bool(self.published.value)
+
+    def view(self) -> dict[str, Any]:
+        """The entry as the query API answers it."""
+        return {
+            "courseId": self.course_id,
+            "courseKey": _value(self.course_key),
+            "groupId": _value(self.group_id),
+            "teamIds": self.team_ids,
+            "moduleIds": _value(self.module_ids) or [],
+            "published": self.is_published,
+            "deleted": self.is_deleted,
+            "deletedAt": _value(self.deleted),
+            "titleChangedAt": _value(self.title_changed),
+            "lastEventAt": _value(self.last_event),
+            "eventsApplied": len(self.event_ids),
+        }
+
+
+def _value(register: Stamped | None) -> Any:
+    return None if register is None else register.value
+
+
+def apply_course_event(entry: CourseEntry, event: CourseEvent, meta: Meta) -> bool:
+    """Fold one course event into ``entry``; False (and nothing changes) for a repeat."""
+    if meta.event_id in entry.event_ids:
+        return False
+    entry.event_ids.add(meta.event_id)
+    payload = event.payload
+    entry.course_key = later(entry.course_key, stamp(meta, payload.course.courseKey))
+    entry.group_id = later(entry.group_id, stamp(meta, payload.group.groupId))
+    entry.module_ids = later(entry.module_ids, stamp(meta, [m.moduleId for m in payload.modules]))
+    entry.last_event = later(entry.last_event, stamp(meta, meta.timestamp))
+    teams = {t.teamId for t in payload.teams}
+    if isinstance(payload, TeamAssignedPayload | TeamRemovedPayload):
+        assigned = isinstance(payload, TeamAssignedPayload)
+        for team in teams:
+            _change_team(entry, team, stamp(meta, assigned))
+    else:
+        _snapshot_teams(entry, stamp(meta, sorted(teams)))
+    if isinstance(payload, TitleChangedPayload):
+        entry.title_changed = later(entry.title_changed, stamp(meta, meta.timestamp))
+    published = _PUBLISHED_BY_TYPE.get(type(event))
+    if published is not None:
+        entry.published = later(entry.published, stamp(meta, published))
+    if isinstance(event, CourseDeleted):
+        entry.deleted = earlier(entry.deleted, stamp(meta, meta.timestamp))
+    return True
+
+
+def _change_team(entry: CourseEntry, team: int, change: Stamped) -> None:
+    if not is_newer(change, entry.team_snapshot):
+        return  # a newer snapshot already says whether this team is assigned
+    entry.team_changes[team] = later(entry.team_changes.get(team), change)
+
+
+def _snapshot_teams(entry: CourseEntry, snapshot: Stamped) -> None:
+    if not is_newer(snapshot, entry.team_snapshot):
+        return
+    entry.team_snapshot = snapshot
+    entry.team_changes = {
+        team: change for team, change in entry.team_changes.items() if is_newer(change, snapshot)
+    }

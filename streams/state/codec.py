@@ -1,0 +1,136 @@
+"""States as JSON bytes and back: the values of the tables' changelog topics.
+
+The encoding is compact but readable (an operator can ``edume-streams read`` a changelog):
+a register is ``[ts, eventId, value]``, sets are sorted arrays, integer-keyed maps have
+decimal-string keys. ``decode(encode(state)) == state`` for every state (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streams.state.catalog import CourseEntry
+from streams.state.common import Stamped
+from streams.state.progress import CourseProgress, LearnerState
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _reg(register: Stamped | None) -> list[Any] | None:
+    return None if register is None else [register.ts, register.event_id, register.value]
+
+
+def _unreg(raw: list[Any] | None) -> Stamped | None:
+    return None if raw is None else Stamped(raw[0], raw[1], raw[2])
+
+
+def _regs(registers: dict[Any, Stamped]) -> dict[Any, list[Any]]:
+    return {k: [r.ts, r.event_id, r.value] for k, r in registers.items()}
+
+
+def _int_regs(raw: dict[str, list[Any]]) -> dict[int, Stamped]:
+    return {int(k): Stamped(r[0], r[1], r[2]) for k, r in raw.items()}
+
+
+def encode_course(entry: CourseEntry) -> bytes:
+    return orjson.dumps(
+        {
+            "courseId": entry.course_id,
+            "courseKey": _reg(entry.course_key),
+            "groupId": _reg(entry.group_id),
+            "moduleIds": _reg(entry.module_ids),
+            "teamSnapshot": _reg(entry.team_snapshot),
+            "teamChanges": _regs(entry.team_changes),
+            "published": _reg(entry.published),
+            "deleted": _reg(entry.deleted),
+            "titleChanged": _reg(entry.title_changed),
+            "lastEvent": _reg(entry.last_event),
+            "eventIds": sorted(entry.event_ids),
+        },
+        option=_OPTIONS,
+    )
+
+
+def decode_course(data: bytes) -> CourseEntry:
+    raw = orjson.loads(data)
+    return CourseEntry(
+        course_id=raw["courseId"],
+        course_key=_unreg(raw["courseKey"]),
+        group_id=_unreg(raw["groupId"]),
+        module_ids=_unreg(raw["moduleIds"]),
+        team_snapshot=_unreg(raw["teamSnapshot"]),
+        team_changes=_int_regs(raw["teamChanges"]),
+        published=_unreg(raw["published"]),
+        deleted=_unreg(raw["deleted"]),
+        title_changed=_unreg(raw["titleChanged"]),
+        last_event=_unreg(raw["lastEvent"]),
+        event_ids=set(raw["eventIds"]),
+    )
+
+
+def _course_progress(progress: CourseProgress) -> dict[str, Any]:
+    return {
+        "started": _reg(progress.started),
+        "lessonsStarted": sorted(progress.lessons_started),
+        "lessonsFinished": sorted(progress.lessons_finished),
+        "assessmentsStarted": sorted(progress.assessments_started),
+        "assessmentsFinished": sorted(progress.assessments_finished),
+        "surveys": _regs(progress.surveys),
+        "completed": _reg(progress.completed),
+        "detail": _reg(progress.detail),
+    }
+
+
+def _uncourse_progress(raw: dict[str, Any]) -> CourseProgress:
+    return CourseProgress(
+        started=_unreg(raw["started"]),
+        lessons_started=set(raw["lessonsStarted"]),
+        lessons_finished=set(raw["lessonsFinished"]),
+        assessments_started=set(raw["assessmentsStarted"]),
+        assessments_finished=set(raw["assessmentsFinished"]),
+        surveys=_int_regs(raw["surveys"]),
+        completed=_unreg(raw["completed"]),
+        detail=_unreg(raw["detail"]),
+    )
+
+
+def encode_learner(state: LearnerState) -> bytes:
+    return orjson.dumps(
+        {
+            "userId": state.user_id,
+            "externalId": _reg(state.external_id),
+            "identifiers": _regs(state.identifiers),
+            "groupId": _reg(state.group_id),
+            "courseGroupId": _reg(state.course_group_id),
+            "added": _reg(state.added),
+            "activated": _reg(state.activated),
+            "assigned": sorted(state.assigned),
+            "courses": {c: _course_progress(p) for c, p in state.courses.items()},
+            "surveys": _regs(state.surveys),
+            "lastEvent": _reg(state.last_event),
+            "eventIds": sorted(state.event_ids),
+            "emitted": sorted(state.emitted),
+        },
+        option=_OPTIONS,
+    )
+
+
+def decode_learner(data: bytes) -> LearnerState:
+    raw = orjson.loads(data)
+    return LearnerState(
+        user_id=raw["userId"],
+        external_id=_unreg(raw["externalId"]),
+        identifiers={k: Stamped(r[0], r[1], r[2]) for k, r in raw["identifiers"].items()},
+        group_id=_unreg(raw["groupId"]),
+        course_group_id=_unreg(raw["courseGroupId"]),
+        added=_unreg(raw["added"]),
+        activated=_unreg(raw["activated"]),
+        assigned=set(raw["assigned"]),
+        courses={int(c): _uncourse_progress(p) for c, p in raw["courses"].items()},
+        surveys=_int_regs(raw["surveys"]),
+        last_event=_unreg(raw["lastEvent"]),
+        event_ids=set(raw["eventIds"]),
+        emitted=set(raw["emitted"]),
+    )

@@ -1,0 +1,150 @@
+"""Mandatory training: the may-proceed gate and the ``training.mandatory.completed`` events.
+
+A learner's mandatory courses are the courses they were assigned (or have progress in)
+that a policy makes mandatory for their group, leaving out courses the catalog says are
+deleted (nobody can complete those any more). The gate is computed when asked, from the
+current policies, so a policy change applies to every learner at once.
+
+A completion event is decided when a learner's completions or group change: each
+completed course not yet announced that is mandatory for the learner's group then is
+announced once, and remembered in ``LearnerState.emitted``. A policy made mandatory after
+a learner completed the course shows in the gate at once; its event follows when that
+learner's completions or group next change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from pydantic import BaseModel
+
+from schemas.outputs import MandatoryCompleted
+from streams import topics
+from streams.state.catalog import CourseEntry
+from streams.state.common import Meta, derived_id
+from streams.state.policies import PolicyBook
+from streams.state.progress import LearnerEvent, LearnerState, apply_learner_event
+
+
+class CatalogView(Protocol):
+    """Where the learner rules look courses up (every worker holds the whole catalog)."""
+
+    def get(self, course_id: int) -> CourseEntry | None: ...
+
+
+class Output(NamedTuple):
+    """A record a reducer decided to produce; the shell adds the prefix, headers and time."""
+
+    topic: str
+    """Contract name of the topic (``TOPIC_PREFIX`` not applied)."""
+    key: str
+    value: BaseModel
+    event_id: str
+    """``edume-event-id``: derived from the cause (``derived_id``)."""
+    event_type: str
+    """``edume-event-type``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """May this learner proceed: every assigned mandatory course completed."""
+
+    user_id: int
+    completed_course_ids: list[int]
+    remaining_course_ids: list[int]
+
+    @property
+    def complete(self) -> bool:
+        return not self.remaining_course_ids
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "userId": self.user_id,
+            "complete": self.complete,
+            "completedCourseIds": self.completed_course_ids,
+            "remainingCourseIds": self.remaining_course_ids,
+        }
+
+
+def gate(learner: LearnerState, policies: PolicyBook, catalog: CatalogView) -> Gate:
+    """The learner's mandatory courses, completed and remaining, as of now."""
+    mandatory = policies.mandatory_among(learner.known_course_ids(), learner.group)
+    completed = mandatory & learner.completed_course_ids()
+    remaining = {c for c in mandatory - completed if not _deleted(catalog, c)}
+    return Gate(learner.user_id, sorted(completed), sorted(remaining))
+
+
+def _deleted(catalog: CatalogView, course_id: int) -> bool:
+    entry = catalog.get(course_id)
+    return entry is not None and entry.is_deleted
+
+
+def learner_step(
+    learner: LearnerState,
+    event: LearnerEvent,
+    meta: Meta,
+    policies: PolicyBook,
+    catalog: CatalogView,
+) -> list[Output]:
+    """Apply one learner event and decide the records it causes (none for a repeat)."""
+    completed_before = learner.completed_course_ids()
+    group_before = learner.group
+    if not apply_learner_event(learner, event, meta):
+        return []
+    completed = learner.completed_course_ids()
+    if completed == completed_before and learner.group == group_before:
+        return []
+    return announce_completions(learner, completed - learner.emitted, policies, catalog, meta)
+
+
+def announce_completions(
+    learner: LearnerState,
+    candidates: Iterable[int],
+    policies: PolicyBook,
+    catalog: CatalogView,
+    cause: Meta,
+) -> list[Output]:
+    """One ``training.mandatory.completed`` per candidate course that is completed and
+    mandatory for the learner's group and not announced before; marks them announced."""
+    outputs: list[Output] = []
+    group = learner.group
+    for course_id in sorted(candidates):
+        progress = learner.courses.get(course_id)
+        if course_id in learner.emitted or progress is None or progress.completed is None:
+            continue
+        if not policies.mandatory_for(course_id, group):
+            continue
+        learner.emitted.add(course_id)
+        remaining = gate(learner, policies, catalog).remaining_course_ids
+        value = MandatoryCompleted(
+            userId=learner.user_id,
+            externalUserId=learner.external_user_id,
+            groupId=group,
+            courseId=course_id,
+            courseKey=_course_key(progress.detail.value if progress.detail else None,
+                                  catalog.get(course_id)),
+            completedAt=str(progress.completed.value["at"]),
+            allMandatoryComplete=not remaining,
+            remainingCourseIds=remaining,
+        )
+        kind = topics.MANDATORY_COMPLETED
+        outputs.append(
+            Output(
+                kind,
+                str(learner.user_id),
+                value,
+                derived_id(cause.event_id, kind, str(course_id)),
+                kind,
+            )
+        )
+    return outputs
+
+
+def _course_key(detail: dict[str, Any] | None, entry: CourseEntry | None) -> str | None:
+    if detail is not None and detail.get("courseKey"):
+        return str(detail["courseKey"])
+    if entry is not None and entry.course_key is not None:
+        return str(entry.course_key.value)
+    return None
