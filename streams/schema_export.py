@@ -12,25 +12,25 @@ from typing import Any
 import orjson
 
 from schemas import course_event_json_schema, learner_event_json_schema
-from streams import topics
+from streams import headers, topics
 
 HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "edume-event-id": {
+        headers.EVENT_ID: {
             "type": "string",
             "pattern": "^[0-9a-f]{64}$",
             "description": "lowercase hex SHA-256 of the event's single-line JSON.stringify form",
         },
-        "edume-event-type": {"type": "string", "description": "canonical event type"},
-        "edume-received-at": {
+        headers.EVENT_TYPE: {"type": "string", "description": "canonical event type"},
+        headers.RECEIVED_AT: {
             "type": "string",
             "format": "date-time",
             "description": "when the ingress received it (RFC 3339, UTC)",
         },
-        "edume-dlq-reason": {"type": "string", "description": "DLQ only: why it is there"},
+        headers.DLQ_REASON: {"type": "string", "description": "DLQ only: why it is there"},
     },
-    "required": ["edume-event-id", "edume-received-at"],
+    "required": [headers.EVENT_ID, headers.RECEIVED_AT],
 }
 
 DLQ_VALUE_SCHEMA: dict[str, Any] = {

@@ -20,14 +20,17 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from streams import topics
+from streams.clock import Rfc3339Clock
 from streams.errors import BrokerUnavailable, PublishError, VerificationError
+from streams.headers import DLQ_REASON, EVENT_ID, EVENT_TYPE, RECEIVED_AT
 from streams.ingress.deadline import Expiry
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
 from streams.ingress.openapi import openapi_document
-from streams.ingress.publisher import Delivery, Headers, Publisher
+from streams.publisher import Delivery, Headers, Publisher
 from streams.settings import Settings
 from streams.signing import WebhookVerifier
+from streams.validation import summarise_validation
 
 log = logging.getLogger(__name__)
 
@@ -35,59 +38,6 @@ Scope = dict[str, Any]
 WEBHOOK_PATH = "/webhooks/edume"
 _JSON = (b"content-type", b"application/json")
 _TEXT = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-_MAX_REASON = 300
-
-
-class Rfc3339Clock:
-    """UTC time with milliseconds, as in ``2026-01-02T03:04:05.678Z``. Every request needs a
-    stamp, so the date is formatted once per second and the whole stamp once per
-    millisecond."""
-
-    __slots__ = ("_ms", "_prefix", "_second", "_stamp")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-        self._ms = -1
-        self._stamp = b""
-
-    def __call__(self, now: float | None = None) -> bytes:
-        t = time.time() if now is None else now
-        ms = int(t * 1000)
-        if ms != self._ms:
-            second = ms // 1000
-            if second != self._second:
-                self._second = second
-                self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._ms = ms
-            self._stamp = f"{self._prefix}.{ms % 1000:03d}Z".encode()
-        return self._stamp
-
-
-def summarise_validation(exc: ValidationError, document: object) -> str:
-    """Where and why a document failed its schema, without echoing any input value."""
-    parts = []
-    for error in exc.errors(include_input=False, include_url=False)[:5]:
-        parts.append(f"{_document_path(error['loc'], document)}: {error['msg']}")
-    more = exc.error_count() - len(parts)
-    text = "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
-    return text[:_MAX_REASON]
-
-
-def _document_path(loc: tuple[int | str, ...], document: object) -> str:
-    """The error's location as a path in the document: union tags pydantic puts in ``loc``
-    (``course.added``, ``lesson``) are not keys of the document and are left out."""
-    path: list[str] = []
-    node = document
-    for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        elif i != len(loc) - 1:
-            continue  # a union tag
-        path.append(str(part))
-    return ".".join(path) or "(root)"
 
 
 class _InFlight(Delivery):
@@ -136,7 +86,7 @@ class Ingress:
             settings.webhook_bearer_tokens,
             max_depth=settings.max_json_depth,
         )
-        self.publisher = publisher or Publisher(settings)
+        self.publisher = publisher or Publisher(settings, client_id="edume-streams-ingress")
         self.metrics = IngressMetrics()
         self._clock = Rfc3339Clock()
         self.recent = RecentIds(settings.dedup_capacity, settings.dedup_ttl_s)
@@ -321,10 +271,10 @@ class Ingress:
 
         event_id = verified.event_id
         id_bytes = event_id.encode()
-        headers: Headers = [("edume-event-id", id_bytes)]
+        headers: Headers = [(EVENT_ID, id_bytes)]
         if event_type is not None:
-            headers.append(("edume-event-type", event_type.encode()))
-        headers.append(("edume-received-at", self._clock()))
+            headers.append((EVENT_TYPE, event_type.encode()))
+        headers.append((RECEIVED_AT, self._clock()))
         if dlq_kind is None:
             topic = self._event_topic[event.FAMILY]
             key = str(event.routing_id).encode()
@@ -333,7 +283,7 @@ class Ingress:
             topic = self._dlq_topic
             key = id_bytes
             value = body
-            headers.append(("edume-dlq-reason", dlq_reason.encode()))
+            headers.append((DLQ_REASON, dlq_reason.encode()))
         await self._publish_once(
             send, bytes.fromhex(event_id), event_id, topic, key, value, headers, dlq_kind
         )

@@ -13,11 +13,12 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER
 from streams import topics
+from streams.clock import Rfc3339Clock
 from streams.errors import ConfigurationError
-from streams.ingress.app import Rfc3339Clock, summarise_validation
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import Histogram, IngressMetrics
 from streams.settings import Settings
+from streams.validation import summarise_validation
 
 
 class Clock:

@@ -1,6 +1,7 @@
 """The publish path: records handed to librdkafka, acknowledgements (acks=all) back on the loop.
 
-The ingress runs on one event-loop thread, and that thread is what limits its throughput.
+Used by the ingress, and by any process that produces on an event loop. The ingress runs
+on one event-loop thread, and that thread is what limits its throughput.
 aiokafka builds batches, encodes produce requests and parses their answers in Python on
 that thread: measured here, 20-100 µs of it per record depending on how well records
 batch. librdkafka (confluent-kafka) does all of that in its own C threads, outside the
@@ -29,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -37,7 +39,7 @@ from streams.errors import BrokerUnavailable, ConfigurationError, PublishError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-rdkafka_log = logging.getLogger("streams.ingress.librdkafka")
+rdkafka_log = logging.getLogger("streams.librdkafka")
 
 Headers = list[tuple[str, str | bytes | None]]
 
@@ -59,17 +61,23 @@ class Delivery:
 
 
 class Publisher:
-    """Hands records to librdkafka; each record's ``Delivery`` is settled on the loop thread."""
+    """Hands records to librdkafka; each record's ``Delivery`` is settled on the loop thread.
+
+    ``extra_config`` is merged over ``config()``: librdkafka settings a process needs
+    beyond the shared ones (say, ``{"batch.num.messages": 1}``).
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        client_id: str = "edume-streams-ingress",
+        client_id: str = "edume-streams",
         poll_interval_s: float = 0.001,
+        extra_config: Mapping[str, Any] | None = None,
     ) -> None:
         self._settings = settings
         self._client_id = client_id
+        self._extra_config = dict(extra_config or {})
         self._poll_interval_s = poll_interval_s
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop  # set by start()
@@ -96,7 +104,8 @@ class Publisher:
         return max(self._settings.publish_timeout_s * 2, 3.0)
 
     def config(self) -> dict[str, Any]:
-        """The librdkafka settings: acks=all, Java-compatible partitioning, bounded queues."""
+        """The librdkafka settings: acks=all, Java-compatible partitioning, bounded queues,
+        then ``extra_config`` over them."""
         s = self._settings
         return {
             "bootstrap.servers": s.kafka_bootstrap_servers,
@@ -120,6 +129,7 @@ class Publisher:
             "queue.buffering.max.kbytes": 256 * 1024,
             "topic.metadata.refresh.interval.ms": 60_000,
             "logger": rdkafka_log,
+            **self._extra_config,
         }
 
     async def start(self) -> None:
