@@ -27,6 +27,7 @@ from streams.ingress.deadline import Expiry
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
 from streams.ingress.openapi import openapi_document
+from streams.metrics import CONTENT_TYPE
 from streams.publisher import Delivery, Headers, Publisher
 from streams.settings import Settings
 from streams.signing import WebhookVerifier
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 Scope = dict[str, Any]
 WEBHOOK_PATH = "/webhooks/edume"
 _JSON = (b"content-type", b"application/json")
-_TEXT = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+_TEXT = (b"content-type", CONTENT_TYPE.encode())
 
 
 class _InFlight(Delivery):
@@ -87,7 +88,6 @@ class Ingress:
             max_depth=settings.max_json_depth,
         )
         self.publisher = publisher or Publisher(settings, client_id="edume-streams-ingress")
-        self.metrics = IngressMetrics()
         self._clock = Rfc3339Clock()
         self.recent = RecentIds(settings.dedup_capacity, settings.dedup_ttl_s)
         self._in_flight: dict[bytes, _InFlight] = {}
@@ -104,6 +104,7 @@ class Ingress:
             for family, name in topics.EVENT_TOPIC_BY_FAMILY.items()
         }
         self._dlq_topic = topics.prefixed(topics.WEBHOOKS_DLQ, prefix)
+        self.metrics = IngressMetrics([*self._event_topic.values(), self._dlq_topic])
         self._retry_after = str(settings.retry_after_s).encode()
         self._openapi = orjson.dumps(openapi_document(settings))
         self.metrics.gauge(
@@ -131,12 +132,12 @@ class Ingress:
                 if method == "POST":
                     await self._webhook(scope, receive, send)
                 else:
-                    self.metrics.requests["method_not_allowed"] += 1
+                    self.metrics.requests["method_not_allowed"].inc()
                     await _respond(send, 405, {"error": "use POST"}, [(b"allow", b"POST")])
             elif method in ("GET", "HEAD"):
                 await self._get(path, send)
             else:
-                self.metrics.requests["not_found"] += 1
+                self.metrics.requests["not_found"].inc()
                 await _respond(send, 404, {"error": "not found"})
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -173,7 +174,7 @@ class Ingress:
         elif path == "/openapi.json":
             await _send(send, 200, self._openapi, [_JSON])
         else:
-            self.metrics.requests["not_found"] += 1
+            self.metrics.requests["not_found"].inc()
             await _respond(send, 404, {"error": "not found"})
 
     async def _read_body(
@@ -214,12 +215,12 @@ class Ingress:
         if size > limit:
             await self._too_large(send)
             return None
-        self.metrics.requests["timeout"] += 1
+        self.metrics.requests["timeout"].inc()
         await _respond(send, 408, {"error": "body not received in time"})
         return None
 
     async def _too_large(self, send: Any) -> None:
-        self.metrics.requests["too_large"] += 1
+        self.metrics.requests["too_large"].inc()
         limit = self.settings.max_body_bytes
         await _respond(send, 413, {"error": f"body larger than {limit} bytes"})
 
@@ -240,12 +241,12 @@ class Ingress:
         except VerificationError as exc:
             status = exc.http_status or 400
             if status == 401:
-                self.metrics.requests["unauthorized"] += 1
+                self.metrics.requests["unauthorized"].inc()
                 self.metrics.verification_failures[
                     "missing" if signature is None and authorization is None else "mismatch"
-                ] += 1
+                ].inc()
             else:
-                self.metrics.requests["bad_request"] += 1
+                self.metrics.requests["bad_request"].inc()
             await _respond(send, status, {"error": str(exc)})
             return
 
@@ -360,19 +361,19 @@ class Ingress:
             return await self._accepted(send, event_id, topic, duplicate=True)
         m = self.metrics
         m.publish_seconds.observe(time.monotonic() - started)
-        m.published_by_topic[topic] = m.published_by_topic.get(topic, 0) + 1
+        m.published[topic].inc()
         if dlq_kind is not None:
-            m.dlq_by_reason[dlq_kind] = m.dlq_by_reason.get(dlq_kind, 0) + 1
+            m.dlq[dlq_kind].inc()
         await self._accepted(send, event_id, topic, duplicate=False, dlq=dlq_kind is not None)
 
     async def _accepted(
         self, send: Any, event_id: str, topic: str, *, duplicate: bool, dlq: bool = False
     ) -> None:
-        self.metrics.requests["duplicate" if duplicate else "dlq" if dlq else "published"] += 1
+        self.metrics.requests["duplicate" if duplicate else "dlq" if dlq else "published"].inc()
         await _respond(send, 202, {"eventId": event_id, "topic": topic, "duplicate": duplicate})
 
     async def _unavailable(self, send: Any, reason: str) -> None:
-        self.metrics.requests["unavailable"] += 1
+        self.metrics.requests["unavailable"].inc()
         await _respond(send, 503, {"error": reason}, [(b"retry-after", self._retry_after)])
 
 

@@ -9,6 +9,7 @@ import pytest
 from aiokafka.partitioner import murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER
@@ -16,7 +17,7 @@ from streams import topics
 from streams.clock import Rfc3339Clock
 from streams.errors import ConfigurationError
 from streams.ingress.dedup import RecentIds
-from streams.ingress.metrics import Histogram, IngressMetrics
+from streams.ingress.metrics import IngressMetrics
 from streams.settings import Settings
 from streams.validation import summarise_validation
 
@@ -98,23 +99,43 @@ def test_recent_ids_never_exceed_capacity_and_keep_the_latest(ids: list[bytes], 
 
 
 def test_histogram_is_cumulative() -> None:
-    h = Histogram((0.1, 1.0))
-    for v in (0.05, 0.1, 0.5, 3.0):
-        h.observe(v)
-    assert h.render("x") == ['x_bucket{le="0.1"} 2', 'x_bucket{le="1.0"} 3',
-                             'x_bucket{le="+Inf"} 4', "x_sum 3.650000", "x_count 4"]
+    m = IngressMetrics(["t"])
+    for v in (0.0005, 0.001, 0.004, 3.0):
+        m.publish_seconds.observe(v)
+    lines = m.render().decode().splitlines()
+    for line in ('edume_ingress_publish_seconds_bucket{le="0.001"} 2.0',
+                 'edume_ingress_publish_seconds_bucket{le="0.005"} 3.0',
+                 'edume_ingress_publish_seconds_bucket{le="2.5"} 3.0',
+                 'edume_ingress_publish_seconds_bucket{le="+Inf"} 4.0',
+                 "edume_ingress_publish_seconds_count 4.0",
+                 "edume_ingress_publish_seconds_sum 3.0055"):
+        assert line in lines
 
 
 def test_metrics_render_prometheus_text() -> None:
-    m = IngressMetrics()
-    m.requests["published"] += 2
+    m = IngressMetrics(["edume.course.events"])
+    m.requests["published"].inc(2)
+    m.published["edume.course.events"].inc()
     m.gauge("edume_ingress_broker_ready", "ready", lambda: 1.0)
     text = m.render().decode()
-    assert 'edume_ingress_requests_total{outcome="published"} 2' in text
+    assert 'edume_ingress_requests_total{outcome="published"} 2.0' in text
+    assert 'edume_ingress_published_total{topic="edume.course.events"} 1.0' in text
+    assert 'edume_ingress_dlq_total{reason="schema_mismatch"} 0.0' in text
+    assert 'edume_ingress_verification_failures_total{reason="missing"} 0.0' in text
     assert "# TYPE edume_ingress_publish_seconds histogram" in text
     assert text.endswith("edume_ingress_broker_ready 1.0\n")
+    assert "_created" not in text
     sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"\})? [0-9.e+-]+$')
     assert all(line.startswith("#") or sample.match(line) for line in text.splitlines())
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["edume_ingress_requests"].type == "counter"
+
+
+def test_each_ingress_counts_in_its_own_registry() -> None:
+    a, b = IngressMetrics(["t"]), IngressMetrics(["t"])
+    a.requests["dlq"].inc()
+    assert b'edume_ingress_requests_total{outcome="dlq"} 1.0' in a.render()
+    assert b'edume_ingress_requests_total{outcome="dlq"} 0.0' in b.render()
 
 
 def test_catalog_holds_the_contract_topics() -> None:
