@@ -1,48 +1,66 @@
 """One frozen settings object, read from the environment once (by the CLI) and passed down.
 
 No module reads ``os.environ`` but this one; nothing below the CLI knows a broker address or
-a secret except through a ``Settings`` it was handed. Secrets are excluded from ``repr`` so
-that a settings object can be logged.
+a secret except through a ``Settings`` it was handed. ``Settings`` is a frozen pydantic
+model, so one built in code (tests, ``replace``) is validated exactly as one read from the
+environment: ``from_env`` only maps variable names to fields. Every invalid value stops
+start-up with a ``ConfigurationError`` that names the environment variable; secrets are left
+out of ``repr``, ``str`` and every error message.
+
+Plain pydantic rather than pydantic-settings: the variable names are not the field names,
+the secret lists are comma-separated rather than JSON, and the mapping is one table here.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from typing import Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from streams.errors import ConfigurationError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
+ENV_VARS: Final[Mapping[str, str]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers",
+    "TOPIC_PREFIX": "topic_prefix",
+    "EDUME_WEBHOOK_SECRETS": "webhook_secrets",
+    "EDUME_WEBHOOK_BEARER_TOKENS": "webhook_bearer_tokens",
+    "EDUME_LINK_SECRET": "link_secret",
+    "EDUME_LINK_BASE_URL": "link_base_url",
+    "INGRESS_HOST": "ingress_host",
+    "INGRESS_PORT": "ingress_port",
+    "WORKER_WEB_PORT": "worker_web_port",
+    "MAX_BODY_BYTES": "max_body_bytes",
+    "KAFKA_ENABLE_IDEMPOTENCE": "kafka_enable_idempotence",
+    "KAFKA_LINGER_MS": "kafka_linger_ms",
+    "PUBLISH_TIMEOUT_S": "publish_timeout_s",
+    "RETRY_AFTER_S": "retry_after_s",
+    "REQUEST_TIMEOUT_S": "request_timeout_s",
+    "MAX_JSON_DEPTH": "max_json_depth",
+    "DEDUP_CAPACITY": "dedup_capacity",
+    "DEDUP_TTL_S": "dedup_ttl_s",
+    "LOG_LEVEL": "log_level",
+}
+"""Environment variable → field. A field without a variable is set in code only."""
 
-def _csv(raw: str | None) -> tuple[str, ...]:
-    if not raw:
-        return ()
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+_VAR_BY_FIELD: Final = {name: var for var, name in ENV_VARS.items()}
+_SECRETS: Final = frozenset({"webhook_secrets", "webhook_bearer_tokens", "link_secret"})
+_LOG_LEVELS: Final = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
-def _bool(name: str, raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
-
-
-def _number(name: str, raw: str, kind: type[int] | type[float], minimum: float) -> int | float:
-    try:
-        value = kind(raw.strip())
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
-
-
-def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
-    """``host:port[,host:port]`` (IPv6 as ``[::1]:9092``) as pairs; no port means 9092."""
+def _bootstrap_pairs(servers: str) -> list[tuple[str, int]]:
     out = []
     for raw in servers.split(","):
         item = raw.strip()
@@ -57,83 +75,108 @@ def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
             port = port if sep else "9092"
             ok = ":" not in port
         if not (ok and host and "[" not in host and port.isdigit() and 0 < int(port) < 65536):
-            raise ConfigurationError(f"KAFKA_BOOTSTRAP_SERVERS entry {item!r} is not host:port")
+            raise ValueError(f"entry {item!r} is not host:port")
         out.append((host, int(port)))
     if not out:
-        raise ConfigurationError("KAFKA_BOOTSTRAP_SERVERS is empty")
+        raise ValueError("is empty")
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
+    """``host:port[,host:port]`` (IPv6 as ``[::1]:9092``) as pairs; no port means 9092."""
+    try:
+        return _bootstrap_pairs(servers)
+    except ValueError as exc:
+        raise ConfigurationError(f"KAFKA_BOOTSTRAP_SERVERS {exc}") from None
+
+
+class Settings(BaseModel):
     """Everything configurable, with the contract's defaults; units are in the names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
 
     kafka_bootstrap_servers: str = DEFAULT_BOOTSTRAP
     topic_prefix: str = ""
-    webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
-    webhook_bearer_tokens: tuple[str, ...] = field(default=(), repr=False)
-    link_secret: str | None = field(default=None, repr=False)
+    webhook_secrets: tuple[str, ...] = Field(default=(), repr=False)
+    webhook_bearer_tokens: tuple[str, ...] = Field(default=(), repr=False)
+    link_secret: str | None = Field(default=None, repr=False)
     link_base_url: str = "https://learn.edume.com/e"
     ingress_host: str = "127.0.0.1"
-    ingress_port: int = 8080
-    worker_web_port: int = 6066
-    max_body_bytes: int = 1_048_576
+    ingress_port: int = Field(default=8080, ge=0, le=65535)
+    worker_web_port: int = Field(default=6066, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
     # Beyond the contract: operational knobs with production defaults.
     kafka_enable_idempotence: bool = True
-    kafka_linger_ms: float = 2.0
-    publish_timeout_s: float = 5.0
-    retry_after_s: int = 5
-    request_timeout_s: float = 10.0
-    max_json_depth: int = 32
-    dedup_capacity: int = 200_000
-    dedup_ttl_s: float = 86_400.0
-    ready_probe_interval_s: float = 2.0
+    kafka_linger_ms: float = Field(default=2.0, ge=0)
+    publish_timeout_s: float = Field(default=5.0, ge=0.1)
+    retry_after_s: int = Field(default=5, ge=1)
+    request_timeout_s: float = Field(default=10.0, ge=0.1)
+    max_json_depth: int = Field(default=32, ge=2)
+    dedup_capacity: int = Field(default=200_000, ge=2)
+    dedup_ttl_s: float = Field(default=86_400.0, ge=1)
+    ready_probe_interval_s: float = Field(default=2.0, gt=0)
     log_level: str = "INFO"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_configuration_error(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Every failure, however the object is built, as one ``ConfigurationError``."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            message = "; ".join(_describe(error) for error in exc.errors(include_url=False))
+            raise ConfigurationError(message) from None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("webhook_secrets", "webhook_bearer_tokens", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``"a, b,,"`` or ``("a", "b")``: blanks around and between entries are dropped."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(
+                v.strip() if isinstance(v, str) else v
+                for v in value
+                if not (isinstance(v, str) and not v.strip())
+            )
+        return value
+
+    @field_validator("link_secret", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        _bootstrap_pairs(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, got {value!r}")
+        return level
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the process environment (or ``env``) once; bad values stop start-up."""
+        """Read the process environment (or ``env``) once; bad values stop start-up. An
+        unset or blank variable means the default."""
         e = os.environ if env is None else env
-        kw: dict[str, object] = {}
+        return cls.model_validate(
+            {name: e[var] for var, name in ENV_VARS.items() if e.get(var, "").strip()}
+        )
 
-        def text(var: str, attr: str) -> None:
-            if e.get(var, "").strip():
-                kw[attr] = e[var].strip()
-
-        def num(var: str, attr: str, kind: type[int] | type[float], minimum: float) -> None:
-            if e.get(var, "").strip():
-                kw[attr] = _number(var, e[var], kind, minimum)
-
-        text("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
-        parse_bootstrap(str(kw.get("kafka_bootstrap_servers", DEFAULT_BOOTSTRAP)))
-        kw["topic_prefix"] = e.get("TOPIC_PREFIX", "").strip()
-        kw["webhook_secrets"] = _csv(e.get("EDUME_WEBHOOK_SECRETS"))
-        kw["webhook_bearer_tokens"] = _csv(e.get("EDUME_WEBHOOK_BEARER_TOKENS"))
-        kw["link_secret"] = e.get("EDUME_LINK_SECRET", "").strip() or None
-        text("EDUME_LINK_BASE_URL", "link_base_url")
-        text("INGRESS_HOST", "ingress_host")
-        num("INGRESS_PORT", "ingress_port", int, 0)
-        num("WORKER_WEB_PORT", "worker_web_port", int, 0)
-        num("MAX_BODY_BYTES", "max_body_bytes", int, 1)
-        if e.get("KAFKA_ENABLE_IDEMPOTENCE", "").strip():
-            kw["kafka_enable_idempotence"] = _bool(
-                "KAFKA_ENABLE_IDEMPOTENCE", e["KAFKA_ENABLE_IDEMPOTENCE"]
-            )
-        num("KAFKA_LINGER_MS", "kafka_linger_ms", float, 0)
-        num("PUBLISH_TIMEOUT_S", "publish_timeout_s", float, 0.1)
-        num("RETRY_AFTER_S", "retry_after_s", int, 1)
-        num("REQUEST_TIMEOUT_S", "request_timeout_s", float, 0.1)
-        num("MAX_JSON_DEPTH", "max_json_depth", int, 2)
-        num("DEDUP_CAPACITY", "dedup_capacity", int, 2)
-        num("DEDUP_TTL_S", "dedup_ttl_s", float, 1)
-        text("LOG_LEVEL", "log_level")
-        return cls(**kw)  # type: ignore[arg-type]
-
-    def replace(self, **changes: object) -> Settings:
-        """A copy with some fields changed (the CLI's flags and ``dev``'s overrides)."""
-        current = {f.name: getattr(self, f.name) for f in fields(self)}
-        current.update(changes)
-        return Settings(**current)
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with some fields changed (the CLI's flags, ``dev``, tests)."""
+        return type(self)(**{**self.model_dump(), **changes})
 
     def require_webhook_auth(self) -> None:
         """The ingress must not start unable to tell an authentic webhook from a forgery."""
@@ -142,3 +185,43 @@ class Settings:
                 "set EDUME_WEBHOOK_SECRETS (comma-separated signing secrets) or "
                 "EDUME_WEBHOOK_BEARER_TOKENS; the ingress cannot verify webhooks without one"
             )
+
+
+_MESSAGES: Final = {
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a comma-separated list",
+    "extra_forbidden": "is not a setting",
+}
+
+
+def _describe(error: ErrorDetails) -> str:
+    """``VAR must be ...``, naming the environment variable (or the field, for one without);
+    a secret's value is never repeated."""
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = _VAR_BY_FIELD.get(field, field)
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind == "value_error":
+        return f"{name} {ctx.get('error')}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal"):
+        word = {"greater_than_equal": "at least", "greater_than": "more than"}.get(kind, "at most")
+        bound = next(iter(ctx.values()))
+        text = f"must be {word} {bound}"
+    else:
+        text = _MESSAGES.get(kind, error["msg"])
+    if field in _SECRETS or kind == "extra_forbidden":
+        return f"{name} {text}"
+    return f"{name} {text}, got {_short(error.get('input'))}"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

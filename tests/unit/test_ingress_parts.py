@@ -51,7 +51,7 @@ def test_settings_read_lists_and_hide_secrets() -> None:
 
 
 @pytest.mark.parametrize(("var", "value", "message"), [
-    ("INGRESS_PORT", "eighty", "INGRESS_PORT must be a int"),
+    ("INGRESS_PORT", "eighty", "INGRESS_PORT must be an integer"),
     ("MAX_BODY_BYTES", "0", "MAX_BODY_BYTES must be at least 1"),
     ("KAFKA_ENABLE_IDEMPOTENCE", "maybe", "must be true or false"),
 ])
