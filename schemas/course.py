@@ -98,12 +98,3 @@ class CourseUpdated(_CourseEvent):
     type: Literal["course.updated"]
     payload: CourseUpdatedPayload
 
-
-CourseEvent = CourseAdded | CourseDeleted | CoursePublished | CourseUnpublished | CourseUpdated
-COURSE_EVENT_MODELS: tuple[type[_CourseEvent], ...] = (
-    CourseAdded,
-    CourseDeleted,
-    CoursePublished,
-    CourseUnpublished,
-    CourseUpdated,
-)

@@ -57,11 +57,6 @@ class PublishError(EdumeStreamsError):
     """The broker did not take or acknowledge a record: the sender must retry later."""
 
     http_status: ClassVar[int | None] = 503
-    retriable: ClassVar[bool] = True
-
-
-class PublishTimeout(PublishError):
-    """No acknowledgement within the publish deadline; the record may still land later."""
 
 
 class BrokerUnavailable(PublishError):

@@ -387,8 +387,3 @@ async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, 
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def create_app() -> Ingress:
-    """Factory for ASGI servers that import the app by name: settings from the environment."""
-    return Ingress(Settings.from_env())
