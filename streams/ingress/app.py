@@ -26,7 +26,7 @@ from streams.headers import DLQ_REASON, EVENT_ID, EVENT_TYPE, RECEIVED_AT
 from streams.ingress.deadline import Expiry
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
-from streams.ingress.openapi import openapi_document
+from streams.ingress.openapi import ALLOWED_METHODS, GET_PATHS, WEBHOOK_PATH, openapi_document
 from streams.metrics import CONTENT_TYPE
 from streams.publisher import Delivery, Headers, Publisher
 from streams.settings import Settings
@@ -36,7 +36,7 @@ from streams.validation import summarise_validation
 log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
-WEBHOOK_PATH = "/webhooks/edume"
+_GET_PATHS = frozenset(GET_PATHS)
 _JSON = (b"content-type", b"application/json")
 _TEXT = (b"content-type", CONTENT_TYPE.encode())
 
@@ -128,14 +128,14 @@ class Ingress:
         if kind == "http":
             path = scope["path"]
             method = scope["method"]
-            if path == WEBHOOK_PATH:
-                if method == "POST":
-                    await self._webhook(scope, receive, send)
-                else:
-                    self.metrics.requests["method_not_allowed"].inc()
-                    await _respond(send, 405, {"error": "use POST"}, [(b"allow", b"POST")])
-            elif method in ("GET", "HEAD"):
+            if path == WEBHOOK_PATH and method == "POST":
+                await self._webhook(scope, receive, send)
+            elif path in _GET_PATHS and method in ("GET", "HEAD"):
                 await self._get(path, send)
+            elif path in ALLOWED_METHODS:
+                self.metrics.requests["method_not_allowed"].inc()
+                allow = ALLOWED_METHODS[path]
+                await _respond(send, 405, {"error": f"use {allow}"}, [(b"allow", allow.encode())])
             else:
                 self.metrics.requests["not_found"].inc()
                 await _respond(send, 404, {"error": "not found"})
@@ -171,11 +171,8 @@ class Ingress:
                 )
         elif path == "/metrics":
             await _send(send, 200, self.metrics.render(), [_TEXT])
-        elif path == "/openapi.json":
-            await _send(send, 200, self._openapi, [_JSON])
         else:
-            self.metrics.requests["not_found"].inc()
-            await _respond(send, 404, {"error": "not found"})
+            await _send(send, 200, self._openapi, [_JSON])
 
     async def _read_body(
         self, content_length: bytes | None, receive: Any, send: Any

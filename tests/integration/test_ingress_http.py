@@ -249,7 +249,12 @@ async def test_operational_endpoints(ingress: RunningIngress) -> None:
         "202", "400", "401", "413", "503"}
     assert (await ingress.get("/nope"))[0] == 404
     async with ingress.http.get(ingress.url + "/webhooks/edume") as r:
-        assert r.status == 405
+        assert r.status == 405 and r.headers["Allow"] == "POST"
+    for method, path in (("POST", "/healthz"), ("DELETE", "/metrics"), ("PUT", "/readyz")):
+        async with ingress.http.request(method, ingress.url + path) as r:
+            assert r.status == 405 and r.headers["Allow"] == "GET, HEAD", (method, path)
+    async with ingress.http.delete(ingress.url + "/nope") as r:
+        assert r.status == 404
 
 
 async def test_concurrent_distinct_events_are_batched_without_loss_or_misplacement(
