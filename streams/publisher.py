@@ -160,17 +160,22 @@ class Publisher:
             return False
         return self.ready
 
-    def publish(self, topic: str, key: bytes, value: bytes, headers: Headers,
-                delivery: Delivery) -> None:
+    def publish(self, topic: str, key: bytes, value: bytes | None,
+                headers: Headers,
+                delivery: Delivery, *, partition: int | None = None) -> None:
         """Queue one record; ``delivery`` is settled by the broker's acknowledgement (acks=all)
         or by the producer giving up on it (``message.timeout.ms``). Raises
         ``BrokerUnavailable`` when the record cannot even be queued; ``delivery`` is then
-        not called."""
+        not called. ``partition`` None: murmur2 of the key chooses; ``value`` None writes a
+        tombstone."""
         producer = self._producer
         if producer is None:
             raise BrokerUnavailable("the producer is not running")
         try:
-            producer.produce(topic, value, key, on_delivery=delivery, headers=headers)
+            producer.produce(
+                topic, value, key, -1 if partition is None else partition,
+                on_delivery=delivery, headers=headers,
+            )
         except BufferError:
             raise BrokerUnavailable("the producer's queue is full") from None
         except KafkaException as exc:

@@ -12,9 +12,9 @@ import time
 from typing import TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
-from streams.errors import BrokerUnavailable
+from streams.admin import assign_from_beginning, topic_consumer
 
 
 async def read_topic(
@@ -27,25 +27,8 @@ async def read_topic(
 ) -> int:
     """Print every record as ``{"partition", "offset", "key", "headers", "value"}``; return
     how many were printed."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    try:
-        await consumer.start()
-    except Exception as exc:  # aiokafka raises several unrelated types here
-        await consumer.stop()
-        raise BrokerUnavailable(f"cannot reach the broker at {bootstrap}: {exc}") from None
-    try:
-        await consumer.topics()  # refreshes the consumer's metadata
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise BrokerUnavailable(f"topic {topic!r} does not exist at {bootstrap}")
-        tps = [TopicPartition(topic, p) for p in sorted(numbers)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+    async with topic_consumer(bootstrap) as consumer:
+        await assign_from_beginning(consumer, topic)
         printed = 0
         last = time.monotonic()
         while follow or time.monotonic() - last < idle_s:
@@ -57,8 +40,6 @@ async def read_topic(
                 last = time.monotonic()
             out.flush()
         return printed
-    finally:
-        await consumer.stop()
 
 
 def _line(record: ConsumerRecord[bytes, bytes]) -> str:

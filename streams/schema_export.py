@@ -1,7 +1,8 @@
 """``edume-streams schemas OUT_DIR``: a JSON Schema per topic value and one AsyncAPI document.
 
 Both are generated from the models and the topic catalog, so they cannot drift from what
-the ingress validates and publishes.
+the ingress and the workers validate and write. Every contract topic has one; the workers'
+internal topics (table changelogs, re-keying) are not part of the contract and have none.
 """
 
 from __future__ import annotations
@@ -10,8 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from schemas import course_event_json_schema, learner_event_json_schema
+from schemas.outputs import (
+    LinkIssue,
+    LinkIssued,
+    LinkRejected,
+    LinkRequest,
+    MandatoryCompleted,
+    TrainingPolicy,
+)
 from streams import headers, topics
 
 HEADERS_SCHEMA: dict[str, Any] = {
@@ -20,7 +30,11 @@ HEADERS_SCHEMA: dict[str, Any] = {
         headers.EVENT_ID: {
             "type": "string",
             "pattern": "^[0-9a-f]{64}$",
-            "description": "lowercase hex SHA-256 of the event's single-line JSON.stringify form",
+            "description": (
+                "lowercase hex SHA-256: of a webhook's single-line JSON.stringify form, or, "
+                "for a record a worker produces, of its cause's id, the output kind and its "
+                "subject (the same however often the record is written)"
+            ),
         },
         headers.EVENT_TYPE: {"type": "string", "description": "canonical event type"},
         headers.RECEIVED_AT: {
@@ -29,6 +43,10 @@ HEADERS_SCHEMA: dict[str, Any] = {
             "description": "when the ingress received it (RFC 3339, UTC)",
         },
         headers.DLQ_REASON: {"type": "string", "description": "DLQ only: why it is there"},
+        headers.DLQ_SOURCE: {
+            "type": "string",
+            "description": "streams.dlq only: the record's topic/partition/offset",
+        },
     },
     "required": [headers.EVENT_ID, headers.RECEIVED_AT],
 }
@@ -44,13 +62,43 @@ DLQ_VALUE_SCHEMA: dict[str, Any] = {
 }
 
 
+STREAMS_DLQ_VALUE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "streams.dlq value",
+    "description": (
+        "A record a worker could not use (not JSON, not the shape of its topic, an unknown "
+        "type), unchanged; its key and the edume-dlq-source header say where it was, the "
+        "edume-dlq-reason header why it is here."
+    ),
+}
+
+_MODELS: dict[str, type[BaseModel]] = {
+    topics.TRAINING_POLICIES: TrainingPolicy,
+    topics.MANDATORY_COMPLETED: MandatoryCompleted,
+    topics.LINK_REQUESTS: LinkRequest,
+    topics.LINK_ISSUE: LinkIssue,
+    topics.LINK_ISSUED: LinkIssued,
+    topics.LINK_REJECTED: LinkRejected,
+}
+
+
+def _model_schema(name: str, model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(mode="validation")
+    if name == topics.TRAINING_POLICIES:
+        schema["description"] += " A null record value (tombstone) removes the policy."
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
 def topic_value_schemas() -> dict[str, dict[str, Any]]:
-    """Contract topic name → JSON Schema of its value (the topics built so far)."""
-    return {
+    """Contract topic name → JSON Schema of its value, for every contract topic."""
+    schemas: dict[str, dict[str, Any]] = {
         topics.COURSE_EVENTS: course_event_json_schema(),
         topics.LEARNER_EVENTS: learner_event_json_schema(),
         topics.WEBHOOKS_DLQ: DLQ_VALUE_SCHEMA,
+        topics.STREAMS_DLQ: STREAMS_DLQ_VALUE_SCHEMA,
     }
+    schemas.update({name: _model_schema(name, m) for name, m in _MODELS.items()})
+    return {s.name: schemas[s.name] for s in topics.CATALOG if not s.internal}
 
 
 def asyncapi_document(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -90,7 +138,7 @@ def asyncapi_document(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "info": {
             "title": "edume-streams topics",
             "version": "1",
-            "description": "Topics edume-streams produces. Names take TOPIC_PREFIX.",
+            "description": "Topics edume-streams produces and reads. Names take TOPIC_PREFIX.",
         },
         "channels": channels,
         "operations": operations,

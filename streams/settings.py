@@ -52,6 +52,14 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "DEDUP_CAPACITY": "dedup_capacity",
     "DEDUP_TTL_S": "dedup_ttl_s",
     "LOG_LEVEL": "log_level",
+    "TOPIC_REPLICATION_FACTOR": "topic_replication_factor",
+    "KAFKA_SINGLE_RECORD_BATCHES": "kafka_single_record_batches",
+    "WORKER_WEB_HOST": "worker_web_host",
+    "WORKER_URL": "worker_url",
+    "WORKER_SESSION_TIMEOUT_S": "worker_session_timeout_s",
+    "WORKER_COMMIT_INTERVAL_S": "worker_commit_interval_s",
+    "WORKER_BATCH_MAX": "worker_batch_max",
+    "WORKER_BATCH_WITHIN_S": "worker_batch_within_s",
 }
 """Environment variable → field. A field without a variable is set in code only."""
 
@@ -116,6 +124,21 @@ class Settings(BaseModel):
     dedup_ttl_s: float = Field(default=86_400.0, ge=1)
     ready_probe_interval_s: float = Field(default=2.0, gt=0)
     log_level: str = "INFO"
+    topic_replication_factor: int = Field(default=1, ge=1)
+    """Replicas of every topic that ``topics create`` and the workers create."""
+    kafka_single_record_batches: bool = False
+    """One record per batch from the workers' producer: for the embedded broker only, whose
+    end offsets are wrong after a batch of several records (``dev`` and the tests set it)."""
+    worker_web_host: str = "127.0.0.1"
+    worker_url: str | None = None
+    """How other workers reach this one's query API; default ``http://WORKER_WEB_HOST:PORT``."""
+    worker_session_timeout_s: float = Field(default=10.0, ge=1)
+    """A worker that stops heartbeating loses its partitions after this long."""
+    worker_commit_interval_s: float = Field(default=1.0, gt=0)
+    worker_batch_max: int = Field(default=1000, ge=1)
+    worker_batch_within_s: float = Field(default=0.01, gt=0)
+    """Events are processed in batches of up to ``worker_batch_max``, taken as they come
+    but waiting no longer than this for a batch to fill."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -173,6 +196,23 @@ class Settings(BaseModel):
         return cls.model_validate(
             {name: e[var] for var, name in ENV_VARS.items() if e.get(var, "").strip()}
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as the environment variables that give them back (for a process
+        ``dev`` starts): ``Settings.from_env(s.to_env()) == s`` for every variable-backed
+        field."""
+        out: dict[str, str] = {}
+        for var, name in ENV_VARS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                out[var] = "true" if value else "false"
+            elif isinstance(value, tuple):
+                out[var] = ",".join(value)
+            else:
+                out[var] = str(value)
+        return out
 
     def replace(self, **changes: Any) -> Settings:
         """A validated copy with some fields changed (the CLI's flags, ``dev``, tests)."""

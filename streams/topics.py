@@ -20,6 +20,12 @@ LINK_REQUESTS = "links.requests"
 LINK_ISSUE = "links.issue"
 LINK_ISSUED = "links.issued"
 LINK_REJECTED = "links.rejected"
+STREAMS_DLQ = "streams.dlq"
+# Internal: the workers' table changelogs and the topics they re-key misplaced records to.
+CATALOG_CHANGELOG = "edume-streams.catalog.changelog"
+PROGRESS_CHANGELOG = "edume-streams.progress.changelog"
+COURSE_REKEY = "edume-streams.course.rekey"
+LEARNER_REKEY = "edume-streams.learner.rekey"
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
 # Room for a webhook of MAX_BODY_BYTES (1 MiB by default) plus headers and batch overhead;
@@ -39,6 +45,8 @@ class TopicSpec:
     compacted: bool = False
     retention_ms: int = _WEEK_MS
     configs: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+    """The workers' own topics (table changelogs, re-keying): not part of the contract."""
 
     def kafka_configs(self) -> dict[str, str]:
         """Topic-level configs as a broker takes them at creation."""
@@ -49,8 +57,10 @@ class TopicSpec:
         return out
 
 
-def _ingress_topic(name: str, key: str, value: str, partitions: int) -> TopicSpec:
-    """A topic the ingress writes webhooks to: four weeks kept, room for the largest body."""
+def _ingress_topic(
+    name: str, key: str, value: str, partitions: int, *, internal: bool = False
+) -> TopicSpec:
+    """A topic of webhooks as received: four weeks kept, room for the largest body."""
     return TopicSpec(
         name,
         key,
@@ -58,6 +68,7 @@ def _ingress_topic(name: str, key: str, value: str, partitions: int) -> TopicSpe
         partitions,
         retention_ms=4 * _WEEK_MS,
         configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
+        internal=internal,
     )
 
 
@@ -92,6 +103,32 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(LINK_ISSUE, "externalUserId", "an issue-link event", partitions=8),
     TopicSpec(LINK_ISSUED, "externalUserId", "a signed seamless link", partitions=8),
     TopicSpec(LINK_REJECTED, "externalUserId", "a request that cannot be honoured", partitions=8),
+    TopicSpec(
+        STREAMS_DLQ,
+        "source topic, partition and offset as topic/partition/offset",
+        "a record a worker could not use, unchanged",
+        partitions=1,
+        retention_ms=4 * _WEEK_MS,
+        configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
+    ),
+    # A changelog has the partitions of the topic its table is keyed like (co-partitioning:
+    # a table's partition p lives with the events of partition p), and is compacted.
+    TopicSpec(
+        CATALOG_CHANGELOG, "courseId", "catalog entry (internal)", partitions=4,
+        compacted=True, internal=True,
+    ),
+    TopicSpec(
+        PROGRESS_CHANGELOG, "eduMe userId", "learner progress (internal)", partitions=8,
+        compacted=True, internal=True,
+    ),
+    # Re-keying topics take records that arrived under another key or partitioner; they are
+    # co-partitioned with the topic they stand beside.
+    _ingress_topic(
+        COURSE_REKEY, "courseId", "course event, re-keyed (internal)", 4, internal=True
+    ),
+    _ingress_topic(
+        LEARNER_REKEY, "eduMe userId", "learner event, re-keyed (internal)", 8, internal=True
+    ),
 )
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOG}

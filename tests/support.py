@@ -18,7 +18,8 @@ import aiohttp
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import ensure_topics, free_port
+from streams.admin import ensure_topics
+from streams.broker import free_port
 from streams.ingress.app import Ingress
 from streams.ingress.server import uvicorn_config
 from streams.settings import Settings

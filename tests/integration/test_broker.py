@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 import streams.broker as broker_module
-from streams.broker import EmbeddedBroker, ensure_topics
+from streams.admin import ensure_topics
+from streams.broker import EmbeddedBroker
 from streams.topics import CATALOG
 
 

@@ -131,7 +131,7 @@ async def test_every_202_is_on_the_topic_when_sigterm_lands_mid_flood(broker, pr
     every event answered 202 is on its topic."""
     import aiohttp
 
-    from streams.broker import ensure_topics
+    from streams.admin import ensure_topics
     from tests.support import SECRET, sign
 
     await ensure_topics(broker.bootstrap, prefix)

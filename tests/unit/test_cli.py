@@ -45,15 +45,16 @@ def test_schemas_writes_a_schema_per_topic_and_an_asyncapi_document(
 ) -> None:
     assert main(["schemas", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["asyncapi.json", "edume.course.events.schema.json",
-                     "edume.learner.events.schema.json", "edume.webhooks.dlq.schema.json"]
+    contract = ["edume.course.events", "edume.learner.events", "edume.webhooks.dlq",
+                "links.issue", "links.issued", "links.rejected", "links.requests",
+                "streams.dlq", "training.mandatory.completed", "training.policies"]
+    assert names == ["asyncapi.json", *(f"{n}.schema.json" for n in contract)]
     learner = json.loads((tmp_path / "edume.learner.events.schema.json").read_text())
     assert learner["$schema"].endswith("2020-12/schema")
     doc = json.loads((tmp_path / "asyncapi.json").read_text())
     assert doc["asyncapi"].startswith("3.")
-    assert {c["address"] for c in doc["channels"].values()} == {
-        "edume.course.events", "edume.learner.events", "edume.webhooks.dlq"}
-    assert len(capsys.readouterr().out.splitlines()) == 4
+    assert {c["address"] for c in doc["channels"].values()} == set(contract)
+    assert len(capsys.readouterr().out.splitlines()) == len(contract) + 1
 
 
 def test_link_refuses_a_team_id_that_is_not_a_number(

@@ -1,0 +1,107 @@
+"""``edume-streams policy``: write, remove and list training policies on ``training.policies``.
+
+A policy is one record keyed by the courseId (murmur2, as every producer here), so a
+course's policies stay on one partition and compaction keeps the latest; removing one
+writes a tombstone (a null value).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from confluent_kafka import KafkaException, Producer
+
+from schemas.outputs import TrainingPolicy
+from streams import headers, topics
+from streams.admin import assign_from_beginning, topic_consumer
+from streams.errors import BrokerUnavailable
+from streams.settings import Settings
+from streams.state.common import UnusableEvent
+from streams.state.policies import Policy, PolicyBook, parse_policy_record
+
+
+def _topic(settings: Settings) -> str:
+    return topics.prefixed(topics.TRAINING_POLICIES, settings.topic_prefix)
+
+
+def write_policy(settings: Settings, course_id: int, policy: TrainingPolicy | None,
+                 timeout_s: float = 15.0) -> None:
+    """Write one policy (or a tombstone) and wait for the broker's acknowledgement."""
+    producer = Producer({
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "client.id": "edume-streams-policy",
+        "acks": "all",
+        "enable.idempotence": settings.kafka_enable_idempotence,
+        "partitioner": "murmur2_random",
+        "message.timeout.ms": int(timeout_s * 1000),
+    })
+    errors: list[str] = []
+
+    def delivered(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    value = None if policy is None else policy.model_dump_json().encode()
+    kind = "policy.unset" if policy is None else "policy.set"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        producer.produce(
+            _topic(settings), value, str(course_id).encode(), on_delivery=delivered,
+            headers=[(headers.EVENT_TYPE, kind.encode()), (headers.RECEIVED_AT, stamp.encode())],
+        )
+    except (KafkaException, BufferError) as exc:
+        raise BrokerUnavailable(f"the producer refused the policy: {exc}") from None
+    left = producer.flush(timeout_s)
+    if left or errors:
+        reason = errors[0] if errors else "no acknowledgement in time"
+        raise BrokerUnavailable(
+            f"the policy was not written to {settings.kafka_bootstrap_servers}: {reason}"
+        )
+
+
+async def read_policies(settings: Settings, idle_s: float = 0.3) -> PolicyBook:
+    """Every course's current policy, read from the whole topic."""
+    topic = _topic(settings)
+    book = PolicyBook()
+    async with topic_consumer(settings.kafka_bootstrap_servers) as consumer:
+        tps = await assign_from_beginning(consumer, topic)
+        # Read to the ends known now, then until a fetch brings nothing more (an end
+        # offset the embedded broker reports too low must not cut the list short).
+        targets = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end}
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            for tp, records in batch.items():
+                for r in records:
+                    try:
+                        course_id, policy = parse_policy_record(r.key, r.value)
+                    except UnusableEvent:
+                        continue
+                    book.apply(course_id, policy, (r.timestamp, tp.partition, r.offset))
+                if records and records[-1].offset + 1 >= targets.get(tp, 0):
+                    targets.pop(tp, None)
+            if not targets and not batch:
+                return book
+
+
+def describe(policy: Policy) -> str:
+    if not policy.mandatory:
+        return f"course {policy.course_id}: not mandatory"
+    if policy.group_ids is None:
+        return f"course {policy.course_id}: mandatory for every group"
+    groups = ", ".join(str(g) for g in sorted(policy.group_ids))
+    return f"course {policy.course_id}: mandatory for groups {groups}"
+
+
+def parse_groups(text: str | None) -> list[int] | None:
+    """``--groups 5,6`` as ``[5, 6]``; no flag means every group (None)."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isascii() and p.isdigit() for p in parts):
+        raise ValueError(f"--groups takes group ids (integers, comma-separated), got {text!r}")
+    return sorted({int(p) for p in parts})
+
+
+def policy_lines(book: PolicyBook) -> Sequence[str]:
+    return [p.value().model_dump_json() for p in book.policies()]

@@ -1,0 +1,244 @@
+"""The Faust app: topics, tables, agents and the query API, wired to the processors.
+
+Agents are thin: each takes a batch of events (``take_events``), hands them to its
+processor as plain records, writes what the processor answers, and returns; Faust then
+acknowledges the batch. A batch's writes happen in this order, each acknowledged by the
+broker before the next starts:
+
+1. records the batch caused (dead letters, re-keyed records, mandatory completions);
+2. the new states, to the tables' changelogs (then into the tables' memory);
+3. the batch's input offsets, acknowledged to Faust, which commits them.
+
+A worker killed anywhere in between replays the batch after its restart: the states in
+the changelog already hold the events applied (each keeps its event ids), so the replay
+changes nothing that was written, writes what was not, and repeats at most the records
+of step 1 that were written before the kill, byte for byte, with the same
+``edume-event-id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+
+from streams import topics
+from streams.publisher import Publisher
+from streams.settings import Settings, parse_bootstrap
+from streams.worker.metrics import WorkerMetrics
+from streams.worker.processing import CourseProcessor, LearnerProcessor, Step, check_policies
+from streams.worker.records import InRecord, Layout
+from streams.worker.replica import Replica
+from streams.worker.sink import Sink
+from streams.worker.tables import StateTable
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "edume-streams"
+
+
+def _raw_topic(app: faust.App, *names: str, **options: Any) -> Any:
+    return app.topic(
+        *names, key_type=bytes, value_type=bytes, key_serializer="raw",
+        value_serializer="raw", **options,
+    )
+
+
+def in_record(message: Any) -> InRecord:
+    """A Faust message as the processors take it."""
+    return InRecord(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        message.headers or (),
+        int(message.timestamp * 1000),
+    )
+
+
+class Worker:
+    """One worker process: the Faust app and what it writes with."""
+
+    def __init__(self, settings: Settings, layout: Layout) -> None:
+        self.settings = settings
+        self.layout = layout
+        extra: dict[str, Any] = {}
+        if settings.kafka_single_record_batches:
+            # The embedded broker reports a partition's end offset wrong when its last
+            # batch holds several records; Faust's recovery reads a changelog up to that
+            # offset, so there every record is a batch of its own.
+            extra = {"batch.num.messages": 1, "linger.ms": 0}
+        self.publisher = Publisher(settings, client_id=f"{APP_NAME}-worker", extra_config=extra)
+        self.sink = Sink(self.publisher)
+        self.replica = Replica(settings.kafka_bootstrap_servers, layout)
+        self.app = self._new_app()
+        self.catalog = self._table("catalog", topics.CATALOG_CHANGELOG)
+        self.progress = self._table("progress", topics.PROGRESS_CHANGELOG)
+        self.courses = CourseProcessor(layout)
+        self.learners = LearnerProcessor(layout, self.replica)
+        self._input_topics = {
+            layout.name(t) for t in (topics.COURSE_EVENTS, topics.COURSE_REKEY,
+                                     topics.LEARNER_EVENTS, topics.LEARNER_REKEY,
+                                     topics.TRAINING_POLICIES)
+        }
+        self.metrics = WorkerMetrics(self)
+        self._define_agents()
+        from streams.worker.web import add_views
+
+        add_views(self)
+
+    @property
+    def url(self) -> str:
+        return str(self.app.conf.canonical_url).rstrip("/")
+
+    def _new_app(self) -> faust.App:
+        s = self.settings
+        app = faust.App(
+            f"{s.topic_prefix}{APP_NAME}",
+            broker=[f"kafka://{host}:{port}" for host, port in
+                    parse_bootstrap(s.kafka_bootstrap_servers)],
+            store="memory://",
+            autodiscover=False,
+            web_enabled=True,
+            web_bind=s.worker_web_host,
+            web_port=s.worker_web_port,
+            web_host=s.worker_web_host,
+            canonical_url=s.worker_url or f"http://{s.worker_web_host}:{s.worker_web_port}",
+            web_router_enabled=False,
+            web_tables_enabled=False,
+            web_graph_enabled=False,
+            web_stats_enabled=False,
+            broker_session_timeout=s.worker_session_timeout_s,
+            broker_heartbeat_interval=max(0.5, s.worker_session_timeout_s / 5),
+            broker_request_timeout=max(40.0, s.worker_session_timeout_s * 2),
+            broker_commit_interval=s.worker_commit_interval_s,
+            consumer_auto_offset_reset="earliest",
+            topic_replication_factor=s.topic_replication_factor,
+            topic_allow_declare=True,
+            table_standby_replicas=1,
+            stream_wait_empty=True,
+            producer_acks=-1,
+        )
+        return app
+
+    def _table(self, name: str, changelog: str) -> StateTable:
+        topic_name = self.layout.name(changelog)
+        partitions = self.layout.partitions[topic_name]
+        changelog_topic = _raw_topic(
+            self.app, topic_name, partitions=partitions, compacting=True, deleting=False,
+            internal=True,
+        )
+        # bytes in and out (Faust's "raw" codec): a key is the Kafka key as written, so
+        # recovery gives back exactly what the worker keeps.
+        table = self.app.Table(
+            name, key_type=bytes, value_type=bytes, partitions=partitions,
+            changelog_topic=changelog_topic,
+        )
+        return StateTable(table, topic_name)
+
+    def _define_agents(self) -> None:
+        app, name = self.app, self.layout.name
+        batch_max = self.settings.worker_batch_max
+        within = self.settings.worker_batch_within_s
+
+        def agent(
+            agent_name: str, source: Any, handle: Callable[[Sequence[Any]], Awaitable[None]]
+        ) -> None:
+            async def consume(stream: Any) -> None:
+                async for events in stream.take_events(batch_max, within):
+                    await handle(events)
+
+            app.agent(source, name=agent_name)(consume)
+
+        agent(
+            "courses",
+            _raw_topic(app, name(topics.COURSE_EVENTS), name(topics.COURSE_REKEY)),
+            lambda events: self._keyed_batch(self.courses, self.catalog, events),
+        )
+        agent(
+            "learners",
+            _raw_topic(app, name(topics.LEARNER_EVENTS), name(topics.LEARNER_REKEY)),
+            lambda events: self._keyed_batch(self.learners, self.progress, events),
+        )
+        agent("policies", _raw_topic(app, name(topics.TRAINING_POLICIES)), self._policy_batch)
+
+    async def _keyed_batch(
+        self, processor: CourseProcessor | LearnerProcessor, table: StateTable, events: Any
+    ) -> None:
+        await self.replica.ready.wait()
+        started = time.perf_counter()
+        step = processor.process([in_record(e.message) for e in events], table.get)
+        await self._write(step)
+        if step.states:
+            await self.sink.write(
+                [table.changelog(k, p, v) for k, (p, v) in step.states.items()]
+            )
+            for key, (partition, value) in step.states.items():
+                table.put(key, partition, value)
+        self.metrics.batch_done(step, len(events), time.perf_counter() - started)
+
+    async def _policy_batch(self, events: Any) -> None:
+        step = check_policies([in_record(e.message) for e in events], self.layout)
+        await self._write(step)
+        self.metrics.batch_done(step, len(events), 0.0)
+
+    async def _write(self, step: Step) -> None:
+        if step.outputs:
+            await self.sink.write(step.outputs)
+
+    async def start_io(self) -> None:
+        """Start what the agents write and read with (before they get input)."""
+        await self.publisher.start()
+        self.replica.start()
+
+    async def stop_io(self) -> None:
+        await self.replica.stop()
+        await self.publisher.stop()
+
+    def not_ready_reason(self) -> str | None:
+        """Why the worker is not ready yet, or None: tables recovered, the catalog and
+        policies read, the producer connected, partitions assigned and consumed."""
+        app = self.app
+        tables: Any = app.tables  # faust's TableManager (the type says less)
+        if not self.publisher.ready:
+            return "the broker does not answer"
+        if not self.replica.ready.is_set():
+            return "reading the catalog and policies"
+        if app.rebalancing or not tables.recovery.completed.is_set():
+            return "rebalancing and recovering tables"
+        if not app.consumer.assignment():
+            return "no partitions assigned yet"
+        return None
+
+    def ready(self) -> bool:
+        return self.not_ready_reason() is None
+
+    def recovery_seconds(self) -> float:
+        """How long the last recovery of the tables took (0 before one finished)."""
+        tables: Any = self.app.tables
+        recovery = tables.recovery
+        started = getattr(recovery, "_recovery_started_at", None)
+        ended = getattr(recovery, "_recovery_ended_at", None)
+        return float(ended - started) if started and ended and ended >= started else 0.0
+
+    def lag(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, records not read yet) per assigned input partition."""
+        consumer: Any = self.app.consumer  # _read_offset: faust keeps no public position
+        inputs = self._input_topics
+        out = []
+        for tp in consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception as exc:  # the consumer is starting or stopping
+                log.debug("no high watermark for %s: %r", tp, exc)
+                continue
+            read = consumer._read_offset.get(tp)
+            if highwater is not None:
+                out.append((tp.topic, tp.partition, max(0, highwater - (read or 0) - 1)))
+        return out

@@ -1,0 +1,138 @@
+"""The worker's Prometheus metrics: events applied by type, repeats, dead letters, records
+written, batch time, consumer lag, rebalance and recovery time, readiness."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from faust.sensors import Sensor
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from streams import metrics
+from streams.worker.processing import Step
+
+if TYPE_CHECKING:
+    from streams.worker.app import Worker
+
+BATCH_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _Rebalances(Sensor):
+    """Times each rebalance, recovery included (Faust calls these from its consumer)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.last_s = 0.0
+        self.count = 0
+
+    def on_rebalance_start(self, app: Any) -> dict[str, float]:
+        return {"started": time.monotonic()}
+
+    def on_rebalance_end(self, app: Any, state: dict[str, float]) -> None:
+        started = state.get("started") if isinstance(state, dict) else None
+        if started is not None:
+            self.last_s = time.monotonic() - started
+            self.count += 1
+
+
+class _Live(Collector):
+    """Figures read when scraped: lag per input partition, table sizes, readiness."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The families' names only: asked at registration, before the worker runs."""
+        return iter(())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        w = self.worker
+        ready = GaugeMetricFamily("edume_worker_ready", "1 when /readyz answers 200.")
+        ready.add_metric([], 1.0 if w.ready() else 0.0)
+        yield ready
+        lag = GaugeMetricFamily(
+            "edume_worker_lag_records",
+            "Records on an assigned input partition not read yet (the broker's high "
+            "watermark minus the next offset to read).",
+            labels=["topic", "partition"],
+        )
+        for topic, partition, behind in w.lag():
+            lag.add_metric([topic, str(partition)], float(behind))
+        yield lag
+        size = GaugeMetricFamily("edume_worker_table_keys", "Keys held in memory, by table.",
+                                 labels=["table"])
+        for table in (w.catalog, w.progress):
+            size.add_metric([table.name], float(len(table)))
+        yield size
+        courses = GaugeMetricFamily("edume_worker_replica_courses",
+                                    "Courses in this worker's copy of the catalog.")
+        courses.add_metric([], float(len(w.replica.catalog)))
+        yield courses
+        policies = GaugeMetricFamily("edume_worker_replica_policies",
+                                     "Training policies in this worker's copy.")
+        policies.add_metric([], float(len(w.replica.policies)))
+        yield policies
+        recovery = GaugeMetricFamily(
+            "edume_worker_recovery_seconds",
+            "How long the last table recovery took (changelogs read back into memory).",
+        )
+        recovery.add_metric([], w.recovery_seconds())
+        yield recovery
+        rebalance = GaugeMetricFamily(
+            "edume_worker_rebalance_seconds",
+            "How long the last rebalance took, from revocation to consuming again.",
+        )
+        rebalance.add_metric([], self.worker.metrics.rebalances.last_s)
+        yield rebalance
+
+
+class WorkerMetrics:
+    """One worker's registry; counters bound once, updated once per batch."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.registry = registry = metrics.new_registry()
+        self.applied = Counter("edume_worker_events_applied_total",
+                               "Events applied to a table, by canonical type.",
+                               ["type"], registry=registry)
+        self.repeats = Counter("edume_worker_events_repeated_total",
+                               "Events already applied (redeliveries, replays): no effect.",
+                               registry=registry)
+        self.dead = Counter("edume_worker_dlq_total",
+                            "Records sent to streams.dlq, by kind of reason.",
+                            ["reason"], registry=registry)
+        self.rekeyed = Counter("edume_worker_rekeyed_total",
+                               "Records that came under another key or partition, re-keyed.",
+                               registry=registry)
+        self.written = Counter("edume_worker_records_written_total",
+                               "Records the worker wrote (outputs, dead letters, re-keyed), "
+                               "by topic.", ["topic"], registry=registry)
+        self.batch_seconds = Histogram("edume_worker_batch_seconds",
+                                       "Time to process and write one batch.",
+                                       buckets=BATCH_BUCKETS_S, registry=registry)
+        self.batch_events = Counter("edume_worker_events_consumed_total",
+                                    "Records taken from input topics.", registry=registry)
+        self.rebalances = _Rebalances()
+        worker.app.sensors.add(self.rebalances)
+        registry.register(_Live(worker))
+
+    def batch_done(self, step: Step, events: int, seconds: float) -> None:
+        for kind, n in step.applied.items():
+            self.applied.labels(kind).inc(n)
+        for reason, n in step.dead.items():
+            self.dead.labels(reason).inc(n)
+        for record in step.outputs:
+            self.written.labels(record.topic).inc()
+        if step.repeats:
+            self.repeats.inc(step.repeats)
+        if step.rekeyed:
+            self.rekeyed.inc(step.rekeyed)
+        self.batch_events.inc(events)
+        if seconds:
+            self.batch_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        return metrics.render(self.registry)

@@ -1,0 +1,117 @@
+"""Every worker's copy of the whole catalog and of every training policy.
+
+A learner's events need courses and policies that live under other keys (course events
+and policies are keyed by courseId, on 4 partitions; learners by userId, on 8), and that
+other producers may partition differently. Both are small (a record per course), so every
+worker reads all of them, rather than re-partitioning the learner stream by course:
+
+- the catalog table's changelog (compacted, written by whichever worker owns the course);
+- ``training.policies`` (compacted, written by ``edume-streams policy`` or any client).
+
+A plain consumer outside the consumer group reads every partition of both from the
+beginning and follows them; ``ready`` is set once it has read what the topics held when
+it started. Faust's GlobalTable would do the same job, but has known faults with several
+workers (a worker's copy stops short: faust-streaming#283); this is a few dozen lines
+whose behaviour the tests pin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams import topics
+from streams.state.catalog import CourseEntry
+from streams.state.codec import decode_course
+from streams.state.common import UnusableEvent
+from streams.state.policies import PolicyBook, parse_policy_record
+from streams.worker.records import Layout
+
+log = logging.getLogger(__name__)
+
+
+class Replica:
+    """The catalog and the policies, followed from their topics."""
+
+    def __init__(self, bootstrap: str, layout: Layout, *, retry_s: float = 1.0) -> None:
+        self.bootstrap = bootstrap
+        self.policies = PolicyBook()
+        self.catalog: dict[int, CourseEntry] = {}
+        self.ready = asyncio.Event()
+        self._catalog_topic = layout.name(topics.CATALOG_CHANGELOG)
+        self._policy_topic = layout.name(topics.TRAINING_POLICIES)
+        self._layout = layout
+        self._retry_s = retry_s
+        self._task: asyncio.Task[None] | None = None
+        self.records_read = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="replica")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=100,
+            )
+            try:
+                await consumer.start()
+                await self._follow(consumer)
+            except (KafkaError, OSError) as exc:
+                log.warning("reading the catalog and policies failed (%s); again in %.0fs",
+                            type(exc).__name__, self._retry_s)
+            finally:
+                await consumer.stop()
+            await asyncio.sleep(self._retry_s)
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in (self._catalog_topic, self._policy_topic)
+            for p in range(self._layout.partitions[topic])
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        # What to read before answering: the ends as of now. (Read from a partition's end
+        # offset, which the embedded broker reports right when every batch holds one
+        # record: the workers write the changelog that way there, and a policy is one
+        # record per request.)
+        targets = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end}
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                for record in records:
+                    self._apply(tp, record.key, record.value, record.timestamp, record.offset)
+                self.records_read += len(records)
+                if tp in targets and records[-1].offset + 1 >= targets[tp]:
+                    del targets[tp]
+            if not targets and not self.ready.is_set():
+                log.info("catalog (%d courses) and policies (%d) read",
+                         len(self.catalog), len(self.policies))
+                self.ready.set()
+
+    def _apply(self, tp: TopicPartition, key: bytes | None, value: bytes | None,
+               timestamp_ms: int, offset: int) -> None:
+        if tp.topic == self._policy_topic:
+            try:
+                course_id, policy = parse_policy_record(key, value)
+            except UnusableEvent:
+                return  # the partition's owner sends it to streams.dlq
+            self.policies.apply(course_id, policy, (timestamp_ms, tp.partition, offset))
+        elif value is not None and key is not None:
+            entry = decode_course(value)
+            self.catalog[entry.course_id] = entry

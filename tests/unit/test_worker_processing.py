@@ -1,0 +1,159 @@
+"""The processors without a broker: every eduMe sample applied, repeats absorbed, poison to the
+DLQ with a reason, misplaced records re-keyed to their partition."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import orjson
+import pytest
+
+from streams import headers, topics
+from streams.state.catalog import CourseEntry
+from streams.state.codec import decode_course, decode_learner
+from streams.state.policies import Policy, PolicyBook
+from streams.worker.processing import (
+    CourseProcessor,
+    LearnerProcessor,
+    check_policies,
+)
+from streams.worker.records import InRecord, Layout, partition_for
+from tests.support import FIXTURES, compact, manifest
+
+LAYOUT = Layout.from_catalog("p.")
+
+
+class Replica:
+    def __init__(self) -> None:
+        self.policies = PolicyBook()
+        self.catalog: dict[int, CourseEntry] = {}
+
+
+def record(
+    value: bytes | None, key: str | None, topic: str, partition: int | None = None,
+    offset: int = 0, extra: list[tuple[str, bytes]] | None = None,
+) -> InRecord:
+    count = LAYOUT.partitions[LAYOUT.name(topic)]
+    if partition is None:
+        partition = partition_for(key.encode(), count) if key is not None else 0
+    hdrs = [(headers.RECEIVED_AT, b"2026-01-01T00:00:00.000Z")]
+    if value is not None:
+        hdrs.append((headers.EVENT_ID, hashlib.sha256(value).hexdigest().encode()))
+    return InRecord(LAYOUT.name(topic), partition, offset, key.encode() if key else None, value,
+                    hdrs + (extra or []), 1_700_000_000_000)
+
+
+def samples(family: str) -> list[tuple[dict[str, Any], bytes]]:
+    out = []
+    for entry in manifest():
+        if entry["family"] == family:
+            out.append((entry, compact((FIXTURES / entry["file"]).read_bytes())))
+    return out
+
+
+class Store(dict[str, bytes]):
+    def load(self, key: str) -> bytes | None:
+        return self.get(key)
+
+    def keep(self, states: dict[str, tuple[int, bytes]]) -> None:
+        self.update({k: v for k, (_, v) in states.items()})
+
+
+def test_every_course_sample_reaches_the_catalog_once() -> None:
+    store = Store()
+    proc = CourseProcessor(LAYOUT)
+    recs = [record(v, e["key"], topics.COURSE_EVENTS, offset=i)
+            for i, (e, v) in enumerate(samples("course"))]
+    step = proc.process(recs + recs, store.load)
+    assert step.outputs == [] and step.repeats == len(recs)
+    assert sum(step.applied.values()) == len(recs)
+    store.keep(step.states)
+    entry = decode_course(store["22299"])
+    assert entry.view()["courseKey"] == "tips_for_good_mental_health7506"
+    partition, _ = step.states["22299"]
+    assert partition == partition_for(b"22299", 4)
+    again = proc.process(recs, store.load)
+    assert again.states == {} and again.repeats == len(recs)
+
+
+def test_every_learner_sample_applies_and_a_mandatory_completion_is_announced() -> None:
+    replica = Replica()
+    replica.policies.apply(17167, Policy(17167, True, None), (0, 0, 0))
+    proc = LearnerProcessor(LAYOUT, replica)
+    store = Store()
+    recs = [record(v, e["key"], topics.LEARNER_EVENTS, offset=i)
+            for i, (e, v) in enumerate(samples("learner"))]
+    step = proc.process(recs, store.load)
+    assert sum(step.applied.values()) == len(recs)
+    [out] = step.outputs
+    assert out.topic == "p.training.mandatory.completed" and out.key == b"5398399"
+    value = json.loads(out.value)
+    assert value["courseId"] == 17167 and value["completedAt"] == "2021-05-18T10:39:02.187Z"
+    hdrs = dict(out.headers)
+    assert hdrs[headers.EVENT_TYPE] == b"training.mandatory.completed"
+    assert hdrs[headers.RECEIVED_AT] == b"2026-01-01T00:00:00.000Z"
+    store.keep(step.states)
+    assert proc.process(recs, store.load).outputs == []  # redelivered: nothing again
+    assert decode_learner(store["10217"]).assigned == {202, 2045, 2099}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"type": "learner.flew", "payload": {}, "timestamp": "x"}', "unknown type"),
+        (b'{"type": "learner.added", "payload": {}, "timestamp": "x"}', "does not match"),
+        (None, "tombstone"),
+    ],
+)
+def test_poison_goes_to_the_dlq_with_its_reason_and_source(
+    value: bytes | None, reason: str
+) -> None:
+    proc = LearnerProcessor(LAYOUT, Replica())
+    poison = record(value, "10217", topics.LEARNER_EVENTS, offset=42)
+    step = proc.process([poison], Store().load)
+    [dead] = step.outputs
+    hdrs = dict(dead.headers)
+    assert dead.topic == "p.streams.dlq" and dead.value == value
+    assert dead.key == f"p.edume.learner.events/{poison.partition}/42".encode()
+    assert hdrs[headers.DLQ_SOURCE] == dead.key
+    assert reason in hdrs[headers.DLQ_REASON].decode()
+    assert step.states == {} and sum(step.dead.values()) == 1
+
+
+def test_a_bad_timestamp_and_a_course_event_on_the_learner_topic_are_dead_letters() -> None:
+    proc = LearnerProcessor(LAYOUT, Replica())
+    (_, learner), (_, course) = samples("learner")[0], samples("course")[0]
+    bad_time = orjson.dumps({**orjson.loads(learner), "timestamp": "yesterday"})
+    step = proc.process([record(bad_time, "10217", topics.LEARNER_EVENTS),
+                         record(course, "22299", topics.LEARNER_EVENTS)], Store().load)
+    reasons = [dict(o.headers)[headers.DLQ_REASON].decode() for o in step.outputs]
+    assert "not an RFC 3339 time" in reasons[0]
+    assert "a course event on the learner family topic" in reasons[1]
+
+
+def test_a_record_under_another_key_or_partition_is_rekeyed_and_then_applied() -> None:
+    proc = LearnerProcessor(LAYOUT, Replica())
+    (entry, value) = samples("learner")[0]
+    right = partition_for(entry["key"].encode(), 8)
+    wrong_partition = record(value, entry["key"], topics.LEARNER_EVENTS, (right + 1) % 8)
+    wrong_key = record(value, "some-other-key", topics.LEARNER_EVENTS, right)
+    step = proc.process([wrong_partition, wrong_key], Store().load)
+    assert step.rekeyed == 2 and step.states == {}
+    for out in step.outputs:
+        assert out.topic == "p.edume-streams.learner.rekey"
+        assert (out.partition, out.key, out.value) == (right, entry["key"].encode(), value)
+    back = InRecord(out.topic, right, 0, out.key, out.value, out.headers, 0)
+    assert sum(proc.process([back], Store().load).applied.values()) == 1
+
+
+def test_unreadable_policies_are_dead_letters_and_readable_ones_are_not() -> None:
+    good = orjson.dumps({"courseId": 1, "mandatory": True, "groupIds": None})
+    step = check_policies([record(good, "1", topics.TRAINING_POLICIES),
+                           record(None, "1", topics.TRAINING_POLICIES),
+                           record(b"{}", "1", topics.TRAINING_POLICIES)], LAYOUT)
+    [dead] = step.outputs
+    assert "not a training policy" in dict(dead.headers)[headers.DLQ_REASON].decode()
