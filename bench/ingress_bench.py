@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procstats import cpu_seconds, rss_mb, stop, wait_http  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
 from streams.broker import EmbeddedBroker, free_port  # noqa: E402
 
@@ -76,28 +76,6 @@ def make_bodies(path: Path, count: int, first: int = 0) -> int:
     return size // count
 
 
-def wait_http(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer 200 within {timeout_s}s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and its live descendants, all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            total += cpu_seconds(int(child))
-    return total
-
-
 def run_wrk(port: int, bodies: Path, seconds: int, connections: int = CONNECTIONS,
             watch: dict[str, int] | None = None) -> dict[str, float]:
     """One wrk run; ``watch`` names processes whose CPU per request is reported too."""
@@ -125,23 +103,6 @@ def run_wrk(port: int, bodies: Path, seconds: int, connections: int = CONNECTION
         used = cpu_seconds(pid) - cpu_before[name]
         figures[f"cpu_us_{name}"] = used / figures["requests"] * 1e6
     return figures
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
-    hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
-    return rss, hwm
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def metric(port: int, name: str) -> float:

@@ -55,8 +55,8 @@ def run_dev(settings: Settings) -> int:
                 log_path,
             )
         if broker is not None:
-            # The embedded broker's end offsets are right only after one-record batches.
-            settings = settings.replace(kafka_single_record_batches=True)
+            # Its workarounds: see Settings.kafka_embedded_broker.
+            settings = settings.replace(kafka_embedded_broker=True)
         run(_serve_dev(settings))
         return 0
     except (_Stop, KeyboardInterrupt):

@@ -53,7 +53,8 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "DEDUP_TTL_S": "dedup_ttl_s",
     "LOG_LEVEL": "log_level",
     "TOPIC_REPLICATION_FACTOR": "topic_replication_factor",
-    "KAFKA_SINGLE_RECORD_BATCHES": "kafka_single_record_batches",
+    "KAFKA_EMBEDDED_BROKER": "kafka_embedded_broker",
+    "KAFKA_FETCH_MAX_WAIT_MS": "kafka_fetch_max_wait_ms",
     "WORKER_WEB_HOST": "worker_web_host",
     "WORKER_URL": "worker_url",
     "WORKER_SESSION_TIMEOUT_S": "worker_session_timeout_s",
@@ -126,9 +127,15 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     topic_replication_factor: int = Field(default=1, ge=1)
     """Replicas of every topic that ``topics create`` and the workers create."""
-    kafka_single_record_batches: bool = False
-    """One record per batch from the workers' producer: for the embedded broker only, whose
-    end offsets are wrong after a batch of several records (``dev`` and the tests set it)."""
+    kafka_embedded_broker: bool = False
+    """The broker is the embedded one (``dev`` and the tests set this): the workers write one
+    record per batch (its end offsets are wrong after a batch of several, and table
+    recovery reads to the end offset), Faust's aiokafka producer runs without idempotence
+    (aiokafka's cannot start there), and fetches wait 10 ms (it answers a waiting fetch only
+    when the wait runs out)."""
+    kafka_fetch_max_wait_ms: int | None = Field(default=None, ge=1)
+    """How long the workers' consumer lets the broker wait for records; default 500 (10 on
+    the embedded broker)."""
     worker_web_host: str = "127.0.0.1"
     worker_url: str | None = None
     """How other workers reach this one's query API; default ``http://WORKER_WEB_HOST:PORT``."""
@@ -196,6 +203,12 @@ class Settings(BaseModel):
         return cls.model_validate(
             {name: e[var] for var, name in ENV_VARS.items() if e.get(var, "").strip()}
         )
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        if self.kafka_fetch_max_wait_ms is not None:
+            return self.kafka_fetch_max_wait_ms
+        return 10 if self.kafka_embedded_broker else 500
 
     def to_env(self) -> dict[str, str]:
         """The settings as the environment variables that give them back (for a process

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,18 @@ from streams.state.progress import LearnerState, apply_learner_event
 ROOT = Path(__file__).resolve().parents[1]
 
 
+async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 30.0,
+                     every_s: float = 0.2) -> Any:
+    """Poll ``check`` (a worker's state is seen over HTTP: there is nothing to await) until it
+    answers something truthy or ``timeout_s`` passes; its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(every_s)
+
+
 def worker_env(bootstrap: str, prefix: str, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_",
                                                                       "WORKER_", "TOPIC_"))}
@@ -38,7 +50,7 @@ def worker_env(bootstrap: str, prefix: str, port: int, **extra: str) -> dict[str
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         TOPIC_PREFIX=prefix,
         WORKER_WEB_PORT=str(port),
-        KAFKA_SINGLE_RECORD_BATCHES="true",
+        KAFKA_EMBEDDED_BROKER="true",
         WORKER_SESSION_TIMEOUT_S="6",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",

@@ -70,10 +70,11 @@ def _tansu_pids_on(port: int) -> list[int]:
 
 
 def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm() -> None:
-    kafka_port, http_port = free_port(), free_port()
+    kafka_port, http_port, worker_port = free_port(), free_port(), free_port()
     env = _env(
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{kafka_port}",
         INGRESS_PORT=str(http_port),
+        WORKER_WEB_PORT=str(worker_port),
         EDUME_WEBHOOK_SECRETS="demo-secret",
         TOPIC_PREFIX="dev.",
         PYTHONUNBUFFERED="1",
@@ -101,6 +102,11 @@ def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm() -> None:
         assert record["key"] == "10217"
         assert record["headers"]["edume-event-type"] == "learner.added"
         assert record["value"]["payload"]["user"]["userId"] == 10217
+        # The worker dev started has the learner in its table.
+        _wait_http(f"http://127.0.0.1:{worker_port}/learners/10217/progress", 60, proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/learners/10217/progress",
+                                    timeout=5) as r:
+            assert json.loads(r.read())["assignedCourseIds"] == [202, 2045, 2099]
     finally:
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -115,7 +121,8 @@ def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm() -> None:
     assert time.monotonic() - signalled < 4.0, output
     assert "demo-secret" not in output
     assert not _tansu_pids_on(kafka_port), "the embedded broker outlived dev"
-    assert not answers("127.0.0.1", kafka_port) and not answers("127.0.0.1", http_port)
+    for port in (kafka_port, http_port, worker_port):
+        assert not answers("127.0.0.1", port), f"something still listens on {port}"
 
 
 def test_ingress_refuses_to_start_without_secrets() -> None:

@@ -3,9 +3,7 @@ embedded broker, read back from the query API and the topics."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +14,9 @@ from streams import headers
 from streams.broker import EmbeddedBroker
 from streams.policy import write_policy
 from tests.support import FIXTURES, RunningIngress, compact, manifest, read_topic
-from tests.worker_support import Event, WorkerProcess, fold, publish
+from tests.worker_support import Event, WorkerProcess, eventually, fold, publish
 
 pytestmark = pytest.mark.integration
-
-
-async def eventually(check: Any, timeout_s: float = 30.0) -> Any:
-    """Poll an async check until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.2)
 
 
 async def test_every_sample_reaches_the_tables_the_gate_and_the_completions(

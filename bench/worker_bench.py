@@ -1,0 +1,308 @@
+"""Worker benchmark: events/s through a worker against a plain aiokafka loop on the same
+pre-loaded events, the worker's memory with many learners, and POST-to-completion latency.
+
+    python bench/worker_bench.py [--events 100000] [--learners 20000] [--rss-learners 100000]
+                                 [--rate 500] [--latency-seconds 20] [--set VAR=VALUE]
+
+1. Throughput. ``--events`` learner events of ``--learners`` learners are written to the
+   learner topic as the ingress writes them. The ceiling, a plain aiokafka loop (consume,
+   update a dict per learner, produce one record per event), reads them all; then a worker
+   (``edume-streams worker``, a subprocess) reads the same records from the start. Printed:
+   events/s and CPU per event of each, and their ratio. Target: >= 0.15, aim 0.25.
+2. Memory. A fresh worker reads ``--rss-learners`` learners (one learner.added each, with
+   three identifiers) into its progress table; its peak RSS is printed. Target: < 300 MB.
+3. Latency. The ingress and a worker run together; webhooks that each complete a
+   mandatory course are POSTed at ``--rate`` per second for ``--latency-seconds``; the time
+   from each POST to its ``training.mandatory.completed`` record being read is measured.
+   Target: p99 < 100 ms at 500 webhooks/s.
+
+Everything runs on the embedded broker, on this machine's cores: compare the ratio, not the
+absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import orjson  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
+
+from bench.procstats import cpu_seconds, rss_mb, stop, wait_http  # noqa: E402
+from streams.admin import ensure_topics  # noqa: E402
+from streams.broker import EmbeddedBroker, free_port  # noqa: E402
+
+SECRET = "bench-secret"
+
+
+def learner_event(user: int, n: int) -> bytes:
+    """The n-th event of a learner: added, then lesson starts and finishes."""
+    who = {"eId": f"{user:08x}-b2c0-45a5-8310-5ed1d0948e30", "userId": user,
+           "identifiers": [{"id": user, "key": "hr.employeeId", "value": f"E{user}",
+                            "createdAt": "2022-02-24T13:11:48.642Z"}]}
+    ts = f"2026-11-01T10:{n // 60 % 60:02d}:{n % 60:02d}.000Z"
+    if n == 0:
+        doc: dict[str, Any] = {"type": "learner.added", "timestamp": ts, "payload": {
+            "user": who, "group": {"groupId": 5},
+            "courses": [{"courseId": 9961}, {"courseId": 9962}], "version": 1}}
+    else:
+        doc = {"type": "learner.activity.started" if n % 2 else "learner.activity.finished",
+               "timestamp": ts, "payload": {
+                   "type": "lesson", "user": who, "group": {"groupId": 5},
+                   "course": {"courseId": 9961}, "module": {"moduleId": 10658},
+                   "lesson": {"lessonId": 28000 + n // 2}, "version": 1}}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def preload(bootstrap: str, topic: str, events: int, learners: int) -> None:
+    """Write the events as the ingress does: murmur2 of the key, headers, batched."""
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                         "linger.ms": 5, "acks": "all", "enable.idempotence": True,
+                         "queue.buffering.max.messages": 1_000_000})
+    for i in range(events):
+        user = 1_000_000 + i % learners
+        value = learner_event(user, i // learners)
+        producer.produce(topic, value, str(user).encode(), headers=[
+            ("edume-event-id", hashlib.sha256(value).hexdigest().encode()),
+            ("edume-received-at", b"2026-11-01T10:00:00.000Z")])
+        if i % 20_000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+async def plain_loop(bootstrap: str, topic: str, out_topic: str, events: int) -> dict[str, float]:
+    """The ceiling: consume, update a dict per key, produce a record per event."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_poll_records=1000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        state: dict[bytes, dict[str, Any]] = {}
+        seen = 0
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        while seen < events:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for r in records:
+                    doc = orjson.loads(r.value)
+                    entry = state.setdefault(r.key, {"events": 0, "ids": set()})
+                    entry["events"] += 1
+                    entry["ids"].add(hashlib.sha256(r.value).hexdigest())
+                    entry["last"] = doc["timestamp"]
+                    await producer.send(out_topic, orjson.dumps({"n": entry["events"]}),
+                                        key=r.key)
+                seen += len(records)
+        await producer.flush()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"events": seen, "seconds": wall, "rate": seen / wall, "cpu_us": cpu / seen * 1e6}
+
+
+def worker_env(bootstrap: str, prefix: str, port: int, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_"))}
+    env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, TOPIC_PREFIX=prefix,
+               WORKER_WEB_PORT=str(port), KAFKA_EMBEDDED_BROKER="true",
+               EDUME_WEBHOOK_SECRETS=SECRET, LOG_LEVEL="WARNING")
+    env.update(extra)
+    return env
+
+
+def metric(port: int, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+def run_worker(bootstrap: str, prefix: str, events: int, extra: dict[str, str],
+               log: Path, profile: Path | None = None) -> dict[str, float]:
+    """A worker from the first record to the last; its CPU per event and peak RSS."""
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
+                                env=worker_env(bootstrap, prefix, port, extra),
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+        while metric(port, "edume_worker_events_consumed_total") == 0:
+            time.sleep(0.01)
+        cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+        spy = None
+        if profile is not None:  # py-spy (pip install py-spy): collapsed stacks, all threads
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--format",
+                                    "raw", "--rate", "200", "--threads", "-o", str(profile)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = 0.0
+        while done < events:
+            time.sleep(0.05)
+            done = metric(port, "edume_worker_events_consumed_total")
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
+        rss, peak = rss_mb(proc.pid)
+        keys = metric(port, 'edume_worker_table_keys{table="progress"}')
+    finally:
+        stop(proc)
+    return {"events": done, "seconds": wall, "rate": done / wall, "cpu_us": cpu / done * 1e6,
+            "rss_mb": rss, "peak_mb": peak, "keys": keys}
+
+
+def latency(bootstrap: str, prefix: str, rate: int, seconds: float,
+            extra: dict[str, str], log: Path) -> dict[str, float]:
+    """The ingress and a worker; webhooks completing a mandatory course at ``rate``/s."""
+    from schemas.outputs import TrainingPolicy
+    from streams.policy import write_policy
+    from streams.settings import Settings
+
+    settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
+    write_policy(settings, 7, TrainingPolicy(courseId=7, mandatory=True, groupIds=None))
+    http_port, web_port = free_port(), free_port()
+    env = worker_env(bootstrap, prefix, web_port, extra) | {"INGRESS_PORT": str(http_port)}
+    with log.open("ab") as out:
+        ingress = subprocess.Popen([sys.executable, "-m", "streams", "ingress"], cwd=ROOT,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{http_port}/readyz", 60)
+        wait_http(f"http://127.0.0.1:{web_port}/readyz", 90)
+        return asyncio.run(_post_and_time(bootstrap, prefix, http_port, rate, seconds))
+    finally:
+        stop(ingress)
+        stop(worker)
+
+
+async def _post_and_time(bootstrap: str, prefix: str, http_port: int, rate: int,
+                         seconds: float) -> dict[str, float]:
+    """POST each webhook at its time; time it until its completion record is read."""
+    from streams.signing import sign_webhook
+
+    consumer = AIOKafkaConsumer(prefix + "training.mandatory.completed",
+                                bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="latest", fetch_max_wait_ms=5)
+    sent: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    total = int(rate * seconds)
+    all_seen = asyncio.Event()
+    try:
+        await consumer.start()
+        await consumer.seek_to_end()
+
+        async def read() -> None:
+            async for record in consumer:
+                seen[json.loads(record.value)["userId"]] = time.perf_counter()
+                if len(seen) >= total:
+                    all_seen.set()
+
+        reader = asyncio.create_task(read())
+        async with aiohttp.ClientSession() as client:
+
+            async def post(user: int) -> None:
+                body = json.dumps({"type": "learner.activity.finished",
+                                   "timestamp": "2026-11-01T10:00:00.000Z", "payload": {
+                                       "type": "course", "group": {"groupId": 5},
+                                       "user": {"eId": f"e{user}", "userId": user,
+                                                "identifiers": []},
+                                       "course": {"courseId": 7}, "version": 1}},
+                                  separators=(",", ":")).encode()
+                sent[user] = time.perf_counter()
+                async with client.post(f"http://127.0.0.1:{http_port}/webhooks/edume",
+                                       data=body, headers={
+                                           "X-Edume-Signature": sign_webhook(SECRET, body),
+                                           "Content-Type": "application/json"}) as r:
+                    assert r.status == 202, await r.text()
+
+            started = time.perf_counter()
+            tasks = []
+            for i in range(total):  # paced: the i-th request at i / rate seconds
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(post(3_000_000 + i)))
+            await asyncio.gather(*tasks)
+            try:
+                await asyncio.wait_for(all_seen.wait(), 30)
+            except TimeoutError:
+                pass  # reported below as received < sent
+        reader.cancel()
+    finally:
+        await consumer.stop()
+    waits = sorted((seen[u] - sent[u]) * 1000 for u in sent if u in seen)
+    return {"sent": len(sent), "received": len(waits),
+            "p50_ms": statistics.median(waits) if waits else float("nan"),
+            "p99_ms": waits[int(len(waits) * 0.99) - 1] if waits else float("nan"),
+            "max_ms": waits[-1] if waits else float("nan")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--learners", type=int, default=20_000)
+    parser.add_argument("--rss-learners", type=int, default=100_000)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--latency-seconds", type=float, default=20)
+    parser.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                        help="a setting for the worker (e.g. WORKER_BATCH_MAX=500)")
+    parser.add_argument("--profile", type=Path, help="write the worker's py-spy profile here")
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["throughput", "rss", "latency"])
+    args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
+    log = Path(tempfile.mkdtemp(prefix="worker-bench-")) / "processes.log"
+    with EmbeddedBroker(log_path=log.with_name("broker.log")) as broker:
+        b = broker.bootstrap
+        for prefix in ("tp.", "rss.", "lat."):
+            asyncio.run(ensure_topics(b, prefix))
+        print(f"logs: {log.parent}")
+        if "throughput" not in args.skip:
+            preload(b, "tp.edume.learner.events", args.events, args.learners)
+            plain = asyncio.run(plain_loop(b, "tp.edume.learner.events", "tp.bench.out",
+                                           args.events))
+            worker = run_worker(b, "tp.", args.events, extra, log, args.profile)
+            print(f"plain aiokafka loop: {plain['rate']:8,.0f} events/s  "
+                  f"{plain['cpu_us']:5.0f} µs CPU/event  ({plain['events']:,.0f} events)")
+            print(f"worker             : {worker['rate']:8,.0f} events/s  "
+                  f"{worker['cpu_us']:5.0f} µs CPU/event  ({worker['events']:,.0f} events, "
+                  f"{worker['keys']:,.0f} learners, peak RSS {worker['peak_mb']:.0f} MB)")
+            print(f"ratio worker/plain : {worker['rate'] / plain['rate']:.3f} "
+                  "(target >= 0.15, aim 0.25)")
+        if "rss" not in args.skip:
+            preload(b, "rss.edume.learner.events", args.rss_learners, args.rss_learners)
+            rss = run_worker(b, "rss.", args.rss_learners, extra, log)
+            print(f"memory             : {rss['keys']:,.0f} learners in the table, RSS "
+                  f"{rss['rss_mb']:.0f} MB, peak {rss['peak_mb']:.0f} MB (target < 300 MB)")
+        if "latency" not in args.skip:
+            lat = latency(b, "lat.", args.rate, args.latency_seconds, extra, log)
+            print(f"POST to completion : {lat['received']:,.0f}/{lat['sent']:,.0f} at "
+                  f"{args.rate}/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+                  f"max {lat['max_ms']:.1f} ms (target p99 < 100 ms)")
+
+
+if __name__ == "__main__":
+    main()
