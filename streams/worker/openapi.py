@@ -1,169 +1,262 @@
-"""The OpenAPI 3 description of the worker's query API, served at ``/openapi.json``."""
+"""The OpenAPI 3.1 description of the worker's query API, served at ``/openapi.json``.
+
+The answers' bodies are typed dicts below, one per ``view()`` of ``streams.state``
+(``CourseEntry``, ``LearnerState`` and its courses, ``Gate``), turned into JSON Schema by
+pydantic beside the webhook parts they repeat (``Identifier``, ``ScoreBreakdown``). They
+are closed (``additionalProperties: false``) and list every key a view always writes as
+required, so a view that gains, loses or retypes a key no longer matches the document,
+and the conformance test (tests/integration/test_worker_openapi.py) says so.
+
+``streams.worker.web`` registers the keyed pages under the paths named here and checks ids
+with the pattern named here, so the two cannot drift apart; the ``Allow`` header stated here
+is the one aiohttp sends for Faust's views (the conformance test compares them).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Final, Literal, NotRequired
 
-_ID = {"type": "integer"}
-_IDS = {"type": "array", "items": _ID}
-_TIME = {"type": ["string", "null"], "description": "as eduMe sent it"}
+from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from pydantic.json_schema import GenerateJsonSchema
+from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only on 3.12+
+
+from schemas.common import Identifier
+from schemas.completion import ScoreBreakdown
+
+COURSE_PATH: Final = "/catalog/courses/{course_id}"
+PROGRESS_PATH: Final = "/learners/{user_id}/progress"
+MANDATORY_PATH: Final = "/learners/{user_id}/mandatory"
+ID_DIGITS: Final = "[0-9]{1,19}"
+"""A path id: decimal ASCII digits, as many as a 64-bit id has; anything else is 400."""
+READ_ONLY: Final = "GET, HEAD"
+"""The ``Allow`` header of every page: any other method is answered 405."""
+
+_COMPONENTS: Final = "#/components/schemas/"
+_SENT = "as eduMe sent it"
 
 
-def _path_id(name: str, what: str) -> dict[str, Any]:
+# ---------------------------------------------------------------------------- bodies
+
+_closed = with_config(ConfigDict(extra="forbid"))
+Time = Annotated[str | None, Field(description=f"an event's timestamp, {_SENT}")]
+Ids = list[int]
+
+
+@_closed
+class Error(TypedDict):
+    """Why the request was not answered."""
+
+    error: str
+
+
+@_closed
+class Status(TypedDict):
+    """The process's state."""
+
+    status: str
+
+
+@_closed
+class CatalogEntry(TypedDict):
+    """A course as its course events describe it (``CourseEntry.view()``)."""
+
+    courseId: int
+    courseKey: str | None
+    groupId: int | None
+    teamIds: Annotated[Ids, Field(description="the teams the course is assigned to now")]
+    moduleIds: Ids
+    published: Annotated[bool | None, Field(
+        description="null until a course.added, course.published or course.unpublished")]
+    deleted: Annotated[bool, Field(description="final: no event undoes a deletion")]
+    deletedAt: Annotated[str | None, Field(description=f"the earliest deletion, {_SENT}")]
+    titleChangedAt: Time
+    lastEventAt: Time
+    eventsApplied: Annotated[int, Field(description="distinct events folded in")]
+
+
+@_closed
+class Survey(TypedDict):
+    """The latest answer to one survey."""
+
+    surveyId: int
+    type: str
+    status: str
+    at: Annotated[str, Field(description=f"the answer's timestamp, {_SENT}")]
+    moduleId: NotRequired[Annotated[int, Field(description="in-course surveys only")]]
+
+
+@_closed
+class Scores(TypedDict):
+    """From the latest detailed completion (``learner.course.completed``)."""
+
+    overallAssessmentScore: float | None
+    overallLessonScore: float | None
+    breakdown: list[ScoreBreakdown]
+
+
+@_closed
+class CourseProgress(TypedDict):
+    """One learner in one course."""
+
+    courseId: int
+    assigned: Annotated[bool, Field(description="listed by learner.added or .activated")]
+    status: Literal["assigned", "in_progress", "completed"]
+    startedAt: Annotated[str | None, Field(description=f"the earliest course start, {_SENT}")]
+    lessonsStarted: Ids
+    lessonsFinished: Ids
+    assessmentsStarted: Ids
+    assessmentsFinished: Ids
+    surveys: list[Survey]
+    completedAt: Annotated[str | None, Field(
+        description="the detailed completion's courseCompletionDate, or the course's "
+        "learner.activity.finished timestamp, whichever event is earlier")]
+    completedBy: Literal["activity", "detail", None]
+    scores: Scores | None
+    durationSeconds: float | None
+
+
+@_closed
+class Progress(TypedDict):
+    """A learner as their events describe them (``LearnerState.view()``)."""
+
+    userId: int
+    externalUserId: Annotated[str | None, Field(
+        description="eduMe's eId; null until an event with it was seen")]
+    groupId: int | None
+    identifiers: list[Identifier]
+    addedAt: Time
+    activated: bool
+    activatedAt: Time
+    assignedCourseIds: Ids
+    courses: Annotated[list[CourseProgress], Field(
+        description="every course the learner was assigned or has progress in")]
+    surveys: Annotated[list[Survey], Field(description="standalone surveys")]
+    lastEventAt: Time
+    eventsApplied: Annotated[int, Field(description="distinct events folded in")]
+
+
+@_closed
+class Mandatory(TypedDict):
+    """May this learner proceed (``Gate.view()``)."""
+
+    userId: int
+    complete: Annotated[bool, Field(description="no assigned mandatory course left")]
+    completedCourseIds: Ids
+    remainingCourseIds: Annotated[Ids, Field(
+        description="mandatory for the learner's group, not completed, not deleted")]
+
+
+class _NoFieldTitles(GenerateJsonSchema):
+    """Titles repeat the property names ("Courseid"); the models' titles stay."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def _components() -> dict[str, Any]:
+    bodies = (Error, Status, CatalogEntry, Progress, Mandatory)
+    _, defs = TypeAdapter.json_schemas(
+        [(body.__name__, "serialization", TypeAdapter(body)) for body in bodies],
+        ref_template=_COMPONENTS + "{model}",
+        schema_generator=_NoFieldTitles,
+    )
+    return dict(sorted(defs["$defs"].items()))
+
+
+# ------------------------------------------------------------------------ operations
+
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+
+
+def _answer(description: str, body: str, *, retry: bool = False) -> dict[str, Any]:
+    """A JSON answer of component ``body``; ``retry``: with a ``Retry-After`` header."""
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _COMPONENTS + body}}},
+    }
+    if retry:
+        answer["headers"] = _RETRY_AFTER
+    return answer
+
+
+def _page(summary: str, responses: dict[str, Any], **operation: Any) -> dict[str, Any]:
+    return {
+        "description": f"Other methods: 405 with `Allow: {READ_ONLY}`.",
+        "get": {"summary": summary, **operation, "responses": responses},
+    }
+
+
+def _path_id(name: str, what: str, examples: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    """A path id; ``examples``: name -> (an id of eduMe's documented samples, what it is)."""
     return {
         "name": name,
         "in": "path",
         "required": True,
-        "description": f"{what}, a decimal id",
-        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "description": f"{what}, a decimal id (leading zeros are ignored)",
+        "schema": {"type": "string", "pattern": f"^{ID_DIGITS}$"},
+        "examples": {key: {"summary": summary, "value": str(value)}
+                     for key, (value, summary) in examples.items()},
     }
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+_COURSE_ID = _path_id("course_id", "eduMe courseId", {
+    "course": (22299, "the course of eduMe's course.* samples"),
+})
+_USER_ID = _path_id("user_id", "eduMe userId", {
+    "added": (10217, "the learner of eduMe's learner.added sample"),
+    "completed": (5398399, "the learner of eduMe's detailed completion sample"),
+})
 
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_UNAVAILABLE = {
-    "description": "the workers are rebalancing, or the key's owner did not answer; retry",
-    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-    "content": {"application/json": {"schema": _ERROR}},
-}
-
-
-def _keyed(summary: str, param: dict[str, Any], schema: str, missing: str) -> dict[str, Any]:
-    return {
-        "get": {
-            "summary": summary,
-            "description": "Answered by any worker: one that does not own the key asks the "
-            "owner and returns its answer.",
-            "parameters": [param],
-            "responses": {
-                "200": _json({"$ref": f"#/components/schemas/{schema}"}, "found"),
-                "400": _json(_ERROR, "the id is not a decimal id"),
-                "404": _json(_ERROR, missing),
-                "503": _UNAVAILABLE,
-            },
-        }
-    }
-
-
-def _schemas() -> dict[str, Any]:
-    survey = {
-        "type": "object",
-        "required": ["surveyId", "type", "status", "at"],
-        "properties": {"surveyId": _ID, "type": {"type": "string"},
-                       "status": {"type": "string"}, "at": {"type": "string"},
-                       "moduleId": _ID},
-    }
-    course_progress = {
-        "type": "object",
-        "required": ["courseId", "assigned", "status", "completedAt"],
-        "properties": {
-            "courseId": _ID,
-            "assigned": {"type": "boolean"},
-            "status": {"enum": ["assigned", "in_progress", "completed"]},
-            "startedAt": _TIME,
-            "lessonsStarted": _IDS,
-            "lessonsFinished": _IDS,
-            "assessmentsStarted": _IDS,
-            "assessmentsFinished": _IDS,
-            "surveys": {"type": "array", "items": survey},
-            "completedAt": _TIME,
-            "completedBy": {"enum": ["activity", "detail", None]},
-            "scores": {"type": ["object", "null"]},
-            "durationSeconds": {"type": ["number", "null"]},
+def _keyed(summary: str, param: dict[str, Any], body: str, missing: str) -> dict[str, Any]:
+    return _page(
+        summary,
+        {
+            "200": _answer("found", body),
+            "400": _answer("the id is not a decimal id", "Error"),
+            "404": _answer(missing, "Error"),
+            "503": _answer("the workers are rebalancing, or the key's owner did not "
+                           "answer; retry", "Error", retry=True),
         },
-    }
-    return {
-        "Error": {"type": "object", "required": ["error"],
-                  "properties": {"error": {"type": "string"}}},
-        "CatalogEntry": {
-            "type": "object",
-            "required": ["courseId", "courseKey", "groupId", "teamIds", "moduleIds",
-                         "published", "deleted", "titleChangedAt", "lastEventAt"],
-            "properties": {
-                "courseId": _ID,
-                "courseKey": {"type": ["string", "null"]},
-                "groupId": {"type": ["integer", "null"]},
-                "teamIds": _IDS,
-                "moduleIds": _IDS,
-                "published": {"type": ["boolean", "null"],
-                              "description": "null until a publish state was seen"},
-                "deleted": {"type": "boolean"},
-                "deletedAt": _TIME,
-                "titleChangedAt": _TIME,
-                "lastEventAt": _TIME,
-                "eventsApplied": _ID,
-            },
-        },
-        "Progress": {
-            "type": "object",
-            "required": ["userId", "externalUserId", "groupId", "courses"],
-            "properties": {
-                "userId": _ID,
-                "externalUserId": {"type": ["string", "null"]},
-                "groupId": {"type": ["integer", "null"]},
-                "identifiers": {"type": "array", "items": {"type": "object"}},
-                "addedAt": _TIME,
-                "activated": {"type": "boolean"},
-                "activatedAt": _TIME,
-                "assignedCourseIds": _IDS,
-                "courses": {"type": "array", "items": course_progress},
-                "surveys": {"type": "array", "items": survey},
-                "lastEventAt": _TIME,
-                "eventsApplied": _ID,
-            },
-        },
-        "Mandatory": {
-            "type": "object",
-            "required": ["userId", "complete", "completedCourseIds", "remainingCourseIds"],
-            "properties": {
-                "userId": _ID,
-                "complete": {"type": "boolean",
-                             "description": "may the learner proceed: no assigned mandatory "
-                             "course left"},
-                "completedCourseIds": _IDS,
-                "remainingCourseIds": _IDS,
-            },
-        },
-    }
+        description="Answered by any worker: one that does not own the key asks the owner "
+        "and returns its answer.",
+        parameters=[param],
+    )
 
 
 def worker_openapi_document() -> dict[str, Any]:
-    simple = {"description": "ok", "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"status": {"type": "string"}}}}}}
+    alive = _answer("the process runs", "Status")
     return {
         "openapi": "3.1.0",
-        "info": {"title": "edume-streams worker query API", "version": "1",
-                 "description": "Catalog, learner progress and the mandatory-training gate."},
-        "paths": {
-            "/catalog/courses/{course_id}": _keyed(
-                "A course's catalog entry", _path_id("course_id", "courseId"), "CatalogEntry",
-                "no course event for this course"),
-            "/learners/{user_id}/progress": _keyed(
-                "A learner's progress in every course seen", _path_id("user_id", "eduMe userId"),
-                "Progress", "no event for this learner"),
-            "/learners/{user_id}/mandatory": _keyed(
-                "May this learner proceed: their assigned mandatory courses",
-                _path_id("user_id", "eduMe userId"), "Mandatory", "no event for this learner"),
-            "/healthz": {"get": {"summary": "200 while the process runs",
-                                 "responses": {"200": simple}}},
-            "/readyz": {"get": {"summary": "200 once the tables are recovered and the worker "
-                                "consumes",
-                                "responses": {"200": simple, "503": {
-                                    "description": "not ready (recovering, rebalancing, "
-                                    "reading the catalog and policies)",
-                                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                                    "content": {"application/json": {"schema": {
-                                        "type": "object"}}}}}}},
-            "/metrics": {"get": {"summary": "Prometheus text exposition",
-                                 "responses": {"200": {"description": "metrics",
-                                                       "content": {"text/plain": {}}}}}},
-            "/openapi.json": {"get": {"summary": "This document",
-                                      "responses": {"200": {"description": "OpenAPI 3",
-                                                            "content": {"application/json":
-                                                                        {}}}}}},
+        "info": {
+            "title": "edume-streams worker query API",
+            "version": "1",
+            "description": "Catalog, learner progress and the mandatory-training gate. "
+            f"Every page answers GET and HEAD; another method is answered 405 with "
+            f"`Allow: {READ_ONLY}`, an unknown path 404, both with an `Error` body.",
         },
-        "components": {"schemas": _schemas()},
+        "paths": {
+            COURSE_PATH: _keyed("A course's catalog entry", _COURSE_ID, "CatalogEntry",
+                                "no course event for this course"),
+            PROGRESS_PATH: _keyed("A learner's progress in every course seen", _USER_ID,
+                                  "Progress", "no event for this learner"),
+            MANDATORY_PATH: _keyed("May this learner proceed: their mandatory courses",
+                                   _USER_ID, "Mandatory", "no event for this learner"),
+            "/healthz": _page("200 while the process runs", {"200": alive}),
+            "/readyz": _page(
+                "200 once the tables are recovered and the worker consumes",
+                {"200": _answer("ready", "Status"),
+                 "503": _answer("not ready: `status` says why (recovering, rebalancing, "
+                                "reading the catalog and policies)", "Status", retry=True)},
+            ),
+            "/metrics": _page("Prometheus text exposition", {"200": {
+                "description": "metrics, text format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}}),
+            "/openapi.json": _page("This document", {"200": {
+                "description": "OpenAPI 3.1",
+                "content": {"application/json": {"schema": {"type": "object"}}}}}),
+            "/": _page("Faust's own index: 200 while the process runs, as /healthz",
+                       {"200": alive}),
+        },
+        "components": {"schemas": _components()},
     }

@@ -10,15 +10,24 @@ nothing of changelogs this worker writes through librdkafka.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from aiohttp import web
 from faust.web import Request, Response, View
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from streams.state.codec import decode_course, decode_learner
 from streams.state.mandatory import gate
-from streams.worker.openapi import worker_openapi_document
+from streams.worker.openapi import (
+    COURSE_PATH,
+    ID_DIGITS,
+    MANDATORY_PATH,
+    PROGRESS_PATH,
+    worker_openapi_document,
+)
 from streams.worker.records import partition_for
 from streams.worker.tables import StateTable
 
@@ -29,6 +38,7 @@ ROUTED_HEADER = "X-Edume-Routed-By"
 """Set on a forwarded request: the receiver answers it itself or says it cannot, never
 forwards it again (ownership may be moving)."""
 RETRY_AFTER_S = "2"
+_ID = re.compile(ID_DIGITS)
 
 Answer = Callable[[View, str], Awaitable[Response]]
 
@@ -37,6 +47,9 @@ def add_views(worker: Worker) -> None:
     """Register the query API's pages on the worker's Faust app."""
     app = worker.app
     openapi = worker_openapi_document()
+    if not isinstance(app.web, AiohttpWeb):
+        raise TypeError(f"the worker's pages need Faust's aiohttp driver, not {app.web!r}")
+    app.web.web_app.middlewares.append(_json_errors)
 
     def page(path: str, handler: Callable[[View, Request, dict[str, Any]], Awaitable[Response]]
              ) -> None:
@@ -51,7 +64,7 @@ def add_views(worker: Worker) -> None:
               ) -> Callable[[View, Request, dict[str, Any]], Awaitable[Response]]:
         async def handler(view: View, request: Request, kwargs: dict[str, Any]) -> Response:
             key = kwargs[param]
-            if not (key.isascii() and key.isdigit()) or len(key) > 19:
+            if not _ID.fullmatch(key):
                 return view.json({"error": f"{param} must be a decimal id"}, status=400)
             return await route(worker, view, request, table, str(int(key)), answer)
 
@@ -92,9 +105,9 @@ def add_views(worker: Worker) -> None:
     async def document(view: View, _request: Request, _kw: dict[str, Any]) -> Response:
         return view.json(openapi)
 
-    page("/catalog/courses/{course_id}", owned(worker.catalog, "course_id", course))
-    page("/learners/{user_id}/progress", owned(worker.progress, "user_id", progress))
-    page("/learners/{user_id}/mandatory", owned(worker.progress, "user_id", mandatory))
+    page(COURSE_PATH, owned(worker.catalog, "course_id", course))
+    page(PROGRESS_PATH, owned(worker.progress, "user_id", progress))
+    page(MANDATORY_PATH, owned(worker.progress, "user_id", mandatory))
     page("/healthz", healthz)
     page("/readyz", readyz)
     page("/metrics", metrics)
@@ -120,7 +133,9 @@ async def route(
             timeout=aiohttp.ClientTimeout(total=5),
         ) as reply:
             body = await reply.read()
-            return view.bytes(body, content_type=reply.content_type, status=reply.status)
+            retry = reply.headers.get("Retry-After")
+            return view.bytes(body, content_type=reply.content_type, status=reply.status,
+                              headers={"Retry-After": retry} if retry else None)
     except (aiohttp.ClientError, TimeoutError):
         return view.json({"error": "the worker that owns this key did not answer; retry"},
                          status=503, headers=unavailable)
@@ -133,3 +148,19 @@ def _owner(worker: Worker, changelog_topic: str, partition: int) -> str | None:
         if partition in assigned.get(changelog_topic, ()):
             return str(url).rstrip("/")
     return None
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own answers when no page matches, as JSON ``Error`` bodies like every other:
+    404 for an unknown path, 405 with ``Allow`` for a method the page does not answer
+    (Faust routes only the methods a view implements: GET, and HEAD by way of GET)."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        allow = ", ".join(sorted(exc.allowed_methods))
+        return web.json_response({"error": f"use {allow}"}, status=405, headers={"Allow": allow})
+    except web.HTTPNotFound:
+        return web.json_response({"error": "not found"}, status=404)
