@@ -26,14 +26,34 @@ log = logging.getLogger(__name__)
 
 
 class _Outcome(Delivery):
-    __slots__ = ("future",)
+    """One record's report: counts down its batch, which is done when all have reported."""
 
-    def __init__(self, future: asyncio.Future[PublishError | None]) -> None:
-        self.future = future
+    __slots__ = ("batch", "index")
+
+    def __init__(self, batch: _Batch, index: int) -> None:
+        self.batch = batch
+        self.index = index
 
     def settle(self, error: PublishError | None) -> None:
-        if not self.future.done():
-            self.future.set_result(error)
+        self.batch.report(self.index, error)
+
+
+class _Batch:
+    """The records of one ``write``: a single future, set when the last one reports."""
+
+    __slots__ = ("done", "failed", "left")
+
+    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+        self.left = size
+        self.failed: dict[int, PublishError] = {}
+        self.done = done
+
+    def report(self, index: int, error: PublishError | None) -> None:
+        if error is not None:
+            self.failed[index] = error
+        self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
 
 
 class Sink:
@@ -47,24 +67,20 @@ class Sink:
     async def write(self, records: Sequence[OutRecord]) -> None:
         pending = list(records)
         loop = asyncio.get_running_loop()
+        publish = self.publisher.publish
         while pending:
-            outcomes: list[asyncio.Future[PublishError | None]] = []
-            for record in pending:
-                future: asyncio.Future[PublishError | None] = loop.create_future()
+            batch = _Batch(len(pending), loop.create_future())
+            for index, record in enumerate(pending):
                 try:
-                    self.publisher.publish(
-                        record.topic, record.key, record.value, record.headers,
-                        _Outcome(future), partition=record.partition,
-                    )
+                    publish(record.topic, record.key, record.value, record.headers,
+                            _Outcome(batch, index), partition=record.partition)
                 except PublishError as exc:
-                    future.set_result(exc)
-                outcomes.append(future)
-            errors = await asyncio.gather(*outcomes)
-            failed = [r for r, e in zip(pending, errors, strict=True) if e is not None]
-            if failed:
-                first = next(e for e in errors if e is not None)
-                self.retries += len(failed)
+                    batch.report(index, exc)
+            await batch.done
+            if batch.failed:
+                first = next(iter(batch.failed.values()))
+                self.retries += len(batch.failed)
                 log.warning("%d of %d records not written (%s); sending them again",
-                            len(failed), len(pending), first)
+                            len(batch.failed), len(pending), first)
                 await asyncio.sleep(self.retry_backoff_s)
-            pending = failed
+            pending = [pending[i] for i in sorted(batch.failed)]

@@ -46,7 +46,10 @@ class StateTable:
         """Keep a value whose changelog record the broker has acknowledged."""
         store = self._store()
         raw_key = key.encode()
-        store.data[raw_key] = value
+        # orjson's bytes keep the buffer they were written in (4-8 KB, measured, for a
+        # learner's 900 bytes): the table keeps an exact copy, or 100,000 learners would
+        # hold 500 MB.
+        store.data[raw_key] = bytes(memoryview(value))
         # The memory store forgets a partition's keys when the partition moves away; it
         # learns which keys are whose from this map (filled by recovery, and here).
         store._key_partition[raw_key] = partition
