@@ -25,7 +25,7 @@ def _setup_logging(settings: Settings) -> None:
     )
     # The Kafka clients' own chatter (a reconnect per attempt while a broker is down) stays
     # out of INFO; the publisher says once what changed.
-    for name in ("aiokafka", "streams.librdkafka", "faust", "mode"):
+    for name in ("aiokafka", "streams.librdkafka"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.root.level))
 
 

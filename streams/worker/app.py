@@ -18,6 +18,7 @@ of step 1 that were written before the kill, byte for byte, with the same
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -89,6 +90,9 @@ class Worker:
                                      topics.TRAINING_POLICIES)
         }
         self.metrics = WorkerMetrics(self)
+        self._next_offset: dict[tuple[str, int], int] = {}
+        self._offsets_generation = -1
+        self._reseek: asyncio.Future[None] | None = None
         self._define_agents()
         from streams.worker.web import add_views
 
@@ -100,9 +104,12 @@ class Worker:
 
     def _new_app(self) -> faust.App:
         s = self.settings
+        name = self.layout.name
         app = WorkerApp(
             f"{s.topic_prefix}{APP_NAME}",
             s,
+            frozenset(name(t) for t in (topics.COURSE_EVENTS, topics.COURSE_REKEY,
+                                        topics.LEARNER_EVENTS, topics.LEARNER_REKEY)),
             broker=[f"kafka://{host}:{port}" for host, port in
                     parse_bootstrap(s.kafka_bootstrap_servers)],
             store="memory://",
@@ -175,10 +182,12 @@ class Worker:
     ) -> None:
         await self.replica.ready.wait()
         started = time.perf_counter()
-        step = processor.process([in_record(e.message) for e in events], table.get)
+        records = [in_record(e.message) for e in events]
+        self._check_offsets(records)
+        step = processor.process(records, table.get)
         await self._write(step)
         if step.states:
-            records = [table.changelog(k, p, v) for k, (p, v) in step.states.items()]
+            changelog = [table.changelog(k, p, v) for k, (p, v) in step.states.items()]
             if self.settings.kafka_embedded_broker:
                 # The embedded broker answers a partition's end offset with the start of
                 # its last batch plus one, and Faust's recovery reads a changelog up to
@@ -187,18 +196,47 @@ class Worker:
                 # record, and recovery reads it all. A kill between the two writes leaves
                 # an end offset short of the batch's tail, but the batch is not yet
                 # acknowledged: its input comes again and writes the same states again.
-                body, tails = last_per_partition(records)
+                body, changelog = last_per_partition(changelog)
                 await self.sink.write(body)
-                records = tails
-            await self.sink.write(records)
+            await self.sink.write(changelog)
             for key, (partition, value) in step.states.items():
                 table.put(key, partition, value)
         self.metrics.batch_done(step, len(events), time.perf_counter() - started)
 
     async def _policy_batch(self, events: Any) -> None:
-        step = check_policies([in_record(e.message) for e in events], self.layout)
+        records = [in_record(e.message) for e in events]
+        self._check_offsets(records)
+        step = check_policies(records, self.layout)
         await self._write(step)
         self.metrics.batch_done(step, len(events), 0.0)
+
+    def _check_offsets(self, records: Sequence[InRecord]) -> None:
+        """Notice input records Faust's consumer did not deliver, and have them delivered.
+
+        A partition's offsets come one after another (the event topics are neither
+        compacted nor transactional), so a jump forward between two records of one
+        rebalance generation means records fetched and never handed to an agent (Faust's
+        consumer drops the rest of a fetched batch in several places without seeking
+        back). They cannot be committed over (``transport._Consumer._new_offset``), so a
+        seek back to the committed offsets brings them again; the records delivered twice
+        change nothing."""
+        if self._offsets_generation != self.app.rebalancing_count:
+            self._offsets_generation = self.app.rebalancing_count
+            self._next_offset.clear()
+        skipped = False
+        for record in records:
+            tp = (record.topic, record.partition)
+            expected = self._next_offset.get(tp)
+            if expected is not None and record.offset > expected:
+                skipped = True
+                self.metrics.skipped.inc(record.offset - expected)
+                log.warning("input records not delivered on %s/%d: offsets %d to %d; "
+                            "reading again from the committed offsets", record.topic,
+                            record.partition, expected, record.offset - 1)
+            self._next_offset[tp] = record.offset + 1
+        if skipped and (self._reseek is None or self._reseek.done()):
+            self._next_offset.clear()
+            self._reseek = asyncio.ensure_future(self.app.consumer.perform_seek())
 
     async def _write(self, step: Step) -> None:
         if step.outputs:

@@ -104,6 +104,9 @@ class WorkerMetrics:
         self.dead = Counter("edume_worker_dlq_total",
                             "Records sent to streams.dlq, by kind of reason.",
                             ["reason"], registry=registry)
+        self.skipped = Counter("edume_worker_input_redelivered_total",
+                               "Input records Faust's consumer fetched and did not deliver, "
+                               "read again from the committed offsets.", registry=registry)
         self.rekeyed = Counter("edume_worker_rekeyed_total",
                                "Records that came under another key or partition, re-keyed.",
                                registry=registry)
