@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -11,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import uvicorn
 
 from streams.ingress.app import Ingress
+from streams.runtime import tune_gc
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,22 +35,6 @@ def uvicorn_config(app: Ingress, settings: Settings) -> uvicorn.Config:
         timeout_graceful_shutdown=int(settings.request_timeout_s + settings.publish_timeout_s) + 1,
         backlog=2048,
     )
-
-
-GC_YOUNG_THRESHOLD = 10_000
-"""Allocations between young-generation collections (CPython's default is 700). Each
-request in flight holds a few dozen tracked objects until its acknowledgement; at 700 the
-collector ran every ~20 requests and, with the older generations it triggers, took 15% of
-the ingress's CPU (measured). Reference counting frees almost all of them before the
-collector would look."""
-
-
-def tune_gc() -> None:
-    """Freeze what start-up allocated (modules, schemas, the app: never garbage) out of the
-    collector's sight, and collect young objects less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 
 
 async def serve(
