@@ -3,6 +3,7 @@ pre-loaded events, the worker's memory with many learners, and POST-to-completio
 
     python bench/worker_bench.py [--events 100000] [--learners 20000] [--rss-learners 100000]
                                  [--rate 500] [--latency-seconds 20] [--set VAR=VALUE]
+                                 [--link-requests 50000] [--skip PHASE]
 
 1. Throughput. ``--events`` learner events of ``--learners`` learners are written to the
    learner topic as the ingress writes them. The ceiling, a plain aiokafka loop (consume,
@@ -15,6 +16,14 @@ pre-loaded events, the worker's memory with many learners, and POST-to-completio
    mandatory course are POSTed at ``--rate`` per second for ``--latency-seconds``; the time
    from each POST to its ``training.mandatory.completed`` record being read is measured.
    Target: p99 < 100 ms at 500 webhooks/s.
+
+4. Links. ``--link-requests`` course-link requests (10,000 users) are pre-loaded on
+   ``links.requests``; a plain aiokafka loop (consume, build and sign the link, produce)
+   reads them all, then a worker turns the same requests into signed links (request ->
+   ``links.issue`` -> ``links.issued``). Printed: requests/s, CPU per request, the ratio.
+5. Link latency. Requests are produced at ``--rate`` per second for ``--latency-seconds``
+   into a running worker; the time from each send to its link read from ``links.issued``.
+   Target: p99 < 100 ms at 500 requests/s.
 
 Everything runs on the embedded broker, on this machine's cores: compare the ratio, not the
 absolute figures.
@@ -125,7 +134,8 @@ def worker_env(bootstrap: str, prefix: str, port: int, extra: dict[str, str]) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_"))}
     env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, TOPIC_PREFIX=prefix,
                WORKER_WEB_PORT=str(port), KAFKA_EMBEDDED_BROKER="true",
-               EDUME_WEBHOOK_SECRETS=SECRET, LOG_LEVEL="WARNING")
+               EDUME_WEBHOOK_SECRETS=SECRET, EDUME_LINK_SECRET="bench-link-secret",
+               LOG_LEVEL="WARNING")
     env.update(extra)
     return env
 
@@ -269,6 +279,168 @@ async def _post_and_time(bootstrap: str, prefix: str, http_port: int, rate: int,
             "max_ms": waits[-1] if waits else float("nan")}
 
 
+LINK_COURSE = 501
+
+
+def link_request(i: int, users: int) -> tuple[bytes, bytes]:
+    ext = f"user-{i % users:06d}@example.com"
+    value = json.dumps({"kind": "course", "externalUserId": ext, "contentId": LINK_COURSE,
+                        "reason": f"bench {i}"}, separators=(",", ":")).encode()
+    return ext.encode(), value
+
+
+def preload_catalog(bootstrap: str, prefix: str) -> None:
+    """A published course with two teams, as the ingress would write its events."""
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                         "acks": "all"})
+    payload = {"group": {"groupId": 1}, "teams": [{"teamId": 7}, {"teamId": 8}],
+               "course": {"courseId": LINK_COURSE, "courseKey": "bench"},
+               "modules": [{"moduleId": 1}], "version": 1}
+    for i, kind in enumerate(("course.added", "course.published")):
+        value = json.dumps({"type": kind, "timestamp": f"2026-10-01T00:0{i}:00.000Z",
+                            "payload": payload}, separators=(",", ":")).encode()
+        producer.produce(prefix + "edume.course.events", value, str(LINK_COURSE).encode(),
+                         headers=[("edume-event-id", hashlib.sha256(value).hexdigest().encode())])
+    assert producer.flush(30) == 0
+
+
+def preload_requests(bootstrap: str, topic: str, count: int, users: int) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                         "linger.ms": 5, "acks": "all",
+                         "queue.buffering.max.messages": 1_000_000})
+    for i in range(count):
+        key, value = link_request(i, users)
+        producer.produce(topic, value, key)
+        if i % 20_000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+async def plain_link_loop(bootstrap: str, topic: str, out_topic: str,
+                          count: int) -> dict[str, float]:
+    """The ceiling for links: consume a request, build and sign its link with the same
+    function the worker uses, produce it."""
+    from streams.signing import build_link, sign_link
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_poll_records=1000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for r in records:
+                    doc = orjson.loads(r.value)
+                    url = sign_link(build_link("course", base_url="https://learn.edume.com/e",
+                                               external_user_id=doc["externalUserId"],
+                                               content_id=doc["contentId"], team_ids=[7, 8]),
+                                    "bench-link-secret")
+                    await producer.send(out_topic, orjson.dumps({"url": url}), key=r.key)
+                seen += len(records)
+        await producer.flush()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"events": seen, "seconds": wall, "rate": seen / wall, "cpu_us": cpu / seen * 1e6}
+
+
+def run_link_worker(bootstrap: str, prefix: str, count: int, extra: dict[str, str],
+                    log: Path) -> dict[str, float]:
+    """A worker turning ``count`` pre-loaded requests into signed links: request in,
+    issue-link event out and back in, signed link out."""
+    port = free_port()
+    issued = f'edume_worker_records_written_total{{topic="{prefix}links.issued"}}'
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
+                                env=worker_env(bootstrap, prefix, port, extra),
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+        while metric(port, "edume_worker_events_consumed_total") == 0:
+            time.sleep(0.01)
+        cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+        done = 0.0
+        deadline = time.monotonic() + 600
+        while done < count and time.monotonic() < deadline:
+            time.sleep(0.25)
+            done = metric(port, issued)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
+    finally:
+        stop(proc)
+    return {"events": done, "seconds": wall, "rate": done / wall, "cpu_us": cpu / done * 1e6}
+
+
+def link_latency(bootstrap: str, prefix: str, rate: int, seconds: float,
+                 extra: dict[str, str], log: Path) -> dict[str, float]:
+    """Requests at ``rate``/s into a running worker; the time from each request's send to
+    its signed link being read from ``links.issued``."""
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
+                                env=worker_env(bootstrap, prefix, port, extra),
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", 90)
+        return asyncio.run(_request_and_time(bootstrap, prefix, rate, seconds))
+    finally:
+        stop(proc)
+
+
+async def _request_and_time(bootstrap: str, prefix: str, rate: int,
+                            seconds: float) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(prefix + "links.issued", bootstrap_servers=bootstrap,
+                                group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    total = int(rate * seconds)
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    all_seen = asyncio.Event()
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer.seek_to_end()
+
+        async def read() -> None:
+            async for record in consumer:
+                seen[json.loads(record.value)["externalUserId"]] = time.perf_counter()
+                if len(seen) >= total:
+                    all_seen.set()
+
+        reader = asyncio.create_task(read())
+        started = time.perf_counter()
+        pending = []
+        for i in range(total):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            key, value = link_request(10_000_000 + i, 10**9)
+            sent[key.decode()] = time.perf_counter()
+            pending.append(await producer.send(prefix + "links.requests", value, key=key))
+        await asyncio.gather(*pending)
+        try:
+            await asyncio.wait_for(all_seen.wait(), 30)
+        except TimeoutError:
+            pass
+        reader.cancel()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    waits = sorted((seen[k] - sent[k]) * 1000 for k in sent if k in seen)
+    return {"sent": len(sent), "received": len(waits),
+            "p50_ms": statistics.median(waits) if waits else float("nan"),
+            "p99_ms": _p99(waits), "max_ms": waits[-1] if waits else float("nan")}
+
+
 def _p99(values: list[float]) -> float:
     return values[max(0, int(len(values) * 0.99) - 1)] if values else float("nan")
 
@@ -283,14 +455,15 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                         help="a setting for the worker (e.g. WORKER_BATCH_MAX=500)")
     parser.add_argument("--profile", type=Path, help="write the worker's py-spy profile here")
+    parser.add_argument("--link-requests", type=int, default=50_000)
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["throughput", "rss", "latency"])
+                        choices=["throughput", "rss", "latency", "links", "link-latency"])
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.set)
     log = Path(tempfile.mkdtemp(prefix="worker-bench-")) / "processes.log"
     with EmbeddedBroker(log_path=log.with_name("broker.log")) as broker:
         b = broker.bootstrap
-        for prefix in ("tp.", "rss.", "lat."):
+        for prefix in ("tp.", "rss.", "lat.", "lk.", "lkl."):
             asyncio.run(ensure_topics(b, prefix))
         print(f"logs: {log.parent}")
         if "throughput" not in args.skip:
@@ -318,6 +491,24 @@ def main() -> None:
             print(f"  of which          : POST to 202 p50 {lat['ingress_p50_ms']:.1f} / p99 "
                   f"{lat['ingress_p99_ms']:.1f} ms; 202 to the output written p50 "
                   f"{lat['worker_p50_ms']:.1f} / p99 {lat['worker_p99_ms']:.1f} ms")
+        if "links" not in args.skip:
+            preload_catalog(b, "lk.")
+            preload_requests(b, "lk.links.requests", args.link_requests, 10_000)
+            plain = asyncio.run(plain_link_loop(b, "lk.links.requests", "lk.bench.out",
+                                                args.link_requests))
+            links = run_link_worker(b, "lk.", args.link_requests, extra, log)
+            print(f"plain link loop    : {plain['rate']:8,.0f} requests/s "
+                  f"{plain['cpu_us']:5.0f} µs CPU/request")
+            print(f"link agent         : {links['rate']:8,.0f} requests/s "
+                  f"{links['cpu_us']:5.0f} µs CPU/request  ({links['events']:,.0f} links; "
+                  "request -> links.issue -> signed link)")
+            print(f"ratio agent/plain  : {links['rate'] / plain['rate']:.3f}")
+        if "link-latency" not in args.skip:
+            preload_catalog(b, "lkl.")
+            ll = link_latency(b, "lkl.", args.rate, args.latency_seconds, extra, log)
+            print(f"request to link    : {ll['received']:,.0f}/{ll['sent']:,.0f} at "
+                  f"{args.rate}/s: p50 {ll['p50_ms']:.1f} ms, p99 {ll['p99_ms']:.1f} ms, "
+                  f"max {ll['max_ms']:.1f} ms (target p99 < 100 ms)")
 
 
 if __name__ == "__main__":

@@ -29,3 +29,9 @@ class Rfc3339Clock:
             self._ms = ms
             self._stamp = f"{self._prefix}.{ms % 1000:03d}Z".encode()
         return self._stamp
+
+
+def rfc3339(timestamp_ms: int) -> str:
+    """A time in milliseconds since the epoch as ``2026-01-02T03:04:05.678Z``."""
+    seconds, millis = divmod(timestamp_ms, 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"

@@ -33,6 +33,7 @@ def _raise_stop(_sig: int, _frame: object) -> None:
 def run_dev(settings: Settings) -> int:
     """Run until stopped; returns the exit status."""
     settings.require_webhook_auth()
+    settings.require_link_secret()
     host, port = parse_bootstrap(settings.kafka_bootstrap_servers)[0]
     broker: EmbeddedBroker | None = None
     previous = signal.signal(signal.SIGTERM, _raise_stop)

@@ -61,6 +61,7 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "WORKER_COMMIT_INTERVAL_S": "worker_commit_interval_s",
     "WORKER_BATCH_MAX": "worker_batch_max",
     "WORKER_BATCH_WITHIN_S": "worker_batch_within_s",
+    "REMINDER_AFTER": "reminder_after_s",
 }
 """Environment variable → field. A field without a variable is set in code only."""
 
@@ -89,6 +90,30 @@ def _bootstrap_pairs(servers: str) -> list[tuple[str, int]]:
     if not out:
         raise ValueError("is empty")
     return out
+
+
+_DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"30s"``, ``"15m"``, ``"72h"``, ``"3d"``, ``"250ms"`` or a bare number of seconds, as
+    seconds."""
+    value = text.strip().lower()
+    for unit in ("ms", "s", "m", "h", "d"):
+        if value.endswith(unit):
+            number, scale = value[: -len(unit)].strip(), _DURATION_UNITS[unit]
+            break
+    else:
+        number, scale = value, 1.0
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise ValueError(
+            f"must be a duration such as 30s, 15m, 72h or 3d, got {text!r}"
+        ) from None
+    if not (0 < seconds < float("inf")):
+        raise ValueError(f"must be a positive duration, got {text!r}")
+    return seconds
 
 
 def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
@@ -146,6 +171,10 @@ class Settings(BaseModel):
     worker_batch_within_s: float = Field(default=0.01, gt=0)
     """Events are processed in batches of up to ``worker_batch_max``, taken as they come
     but waiting no longer than this for a batch to fill."""
+    reminder_after_s: float = Field(default=72 * 3600.0, gt=0)
+    """A mandatory course assigned or started and not completed this long after (by the
+    event's timestamp) gets a reminder link. ``REMINDER_AFTER`` is a duration: ``30s``,
+    ``15m``, ``72h``, ``3d`` (a bare number is seconds)."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -175,6 +204,11 @@ class Settings(BaseModel):
                 if not (isinstance(v, str) and not v.strip())
             )
         return value
+
+    @field_validator("reminder_after_s", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("link_secret", mode="before")
     @classmethod
@@ -230,6 +264,14 @@ class Settings(BaseModel):
     def replace(self, **changes: Any) -> Settings:
         """A validated copy with some fields changed (the CLI's flags, ``dev``, tests)."""
         return type(self)(**{**self.model_dump(), **changes})
+
+    def require_link_secret(self) -> None:
+        """Link issuing must not start unable to sign what it issues."""
+        if self.link_secret is None:
+            raise ConfigurationError(
+                "set EDUME_LINK_SECRET (the seamless-link signing secret from eduMe's "
+                "company settings); the worker issues signed links and cannot without it"
+            )
 
     def require_webhook_auth(self) -> None:
         """The ingress must not start unable to tell an authentic webhook from a forgery."""

@@ -26,6 +26,8 @@ CATALOG_CHANGELOG = "edume-streams.catalog.changelog"
 PROGRESS_CHANGELOG = "edume-streams.progress.changelog"
 COURSE_REKEY = "edume-streams.course.rekey"
 LEARNER_REKEY = "edume-streams.learner.rekey"
+LINKS_CHANGELOG = "edume-streams.links.changelog"
+LINK_REKEY = "edume-streams.links.rekey"
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
 # Room for a webhook of MAX_BODY_BYTES (1 MiB by default) plus headers and batch overhead;
@@ -128,6 +130,14 @@ CATALOG: tuple[TopicSpec, ...] = (
     ),
     _ingress_topic(
         LEARNER_REKEY, "eduMe userId", "learner event, re-keyed (internal)", 8, internal=True
+    ),
+    TopicSpec(
+        LINKS_CHANGELOG, "externalUserId", "links issued to a user (internal)", partitions=8,
+        compacted=True, internal=True,
+    ),
+    TopicSpec(
+        LINK_REKEY, "externalUserId", "link request, re-keyed (internal)", partitions=8,
+        internal=True,
     ),
 )
 

@@ -43,6 +43,9 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 30.
         await asyncio.sleep(every_s)
 
 
+LINK_SECRET = "worker-test-link-secret"
+
+
 def worker_env(bootstrap: str, prefix: str, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_",
                                                                       "WORKER_", "TOPIC_"))}
@@ -54,6 +57,7 @@ def worker_env(bootstrap: str, prefix: str, port: int, **extra: str) -> dict[str
         WORKER_SESSION_TIMEOUT_S="6",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
+        EDUME_LINK_SECRET=LINK_SECRET,
     )
     env.update(extra)
     return env
@@ -134,15 +138,18 @@ class WorkerProcess:
             await asyncio.sleep(0.1)
         raise AssertionError(f"worker not ready in {timeout_s}s:\n" + self.log_text()[-4000:])
 
-    async def metric(self, name: str) -> float:
-        """The sum of a metric's samples on /metrics (0 when absent)."""
+    async def metric(self, name: str, where: Callable[[str], bool] | None = None) -> float:
+        """The sum of a metric's samples on /metrics (0 when absent); ``where``: only the
+        samples whose name and labels (``name{...}``) it accepts."""
         async with aiohttp.ClientSession() as http, http.get(self.url + "/metrics") as r:
             text = (await r.read()).decode()
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name) and not line.startswith("#"):
                 head, _, value = line.rpartition(" ")
-                if head == name or head.startswith(name + "{"):
+                if (head == name or head.startswith(name + "{")) and (
+                    where is None or where(head)
+                ):
                     total += float(value)
         return total
 

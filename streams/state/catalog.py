@@ -21,7 +21,7 @@ new course is a draft until published) clear it; ``None`` until one of them is s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from schemas import CourseAdded, CourseDeleted, CoursePublished, CourseUnpublished, CourseUpdated
 from schemas.course import TeamAssignedPayload, TeamRemovedPayload, TitleChangedPayload
@@ -137,3 +137,10 @@ def _snapshot_teams(entry: CourseEntry, snapshot: Stamped) -> None:
     entry.team_changes = {
         team: change for team, change in entry.team_changes.items() if is_newer(change, snapshot)
     }
+
+
+class CatalogView(Protocol):
+    """Where the learner and link rules look courses up (every worker holds the whole
+    catalog)."""
+
+    def get(self, course_id: int) -> CourseEntry | None: ...

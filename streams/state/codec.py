@@ -112,6 +112,9 @@ def encode_learner(state: LearnerState) -> bytes:
             "lastEvent": _reg(state.last_event),
             "eventIds": sorted(state.event_ids),
             "emitted": sorted(state.emitted),
+            "linked": sorted(state.linked),
+            "reminders": {c: [due, cause] for c, (due, cause) in state.reminders.items()},
+            "reminded": sorted(state.reminded),
         },
         option=_OPTIONS,
     )
@@ -133,4 +136,7 @@ def decode_learner(data: bytes) -> LearnerState:
         last_event=_unreg(raw["lastEvent"]),
         event_ids=set(raw["eventIds"]),
         emitted=set(raw["emitted"]),
+        linked=set(raw.get("linked", ())),
+        reminders={int(c): (r[0], r[1]) for c, r in raw.get("reminders", {}).items()},
+        reminded=set(raw.get("reminded", ())),
     )

@@ -19,6 +19,8 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel
+
 from streams.errors import EdumeStreamsError
 
 
@@ -101,3 +103,16 @@ def derived_id(cause_id: str, kind: str, subject: str) -> str:
     id, so a record written twice is recognisably the same record.
     """
     return hashlib.sha256(f"{cause_id}|{kind}|{subject}".encode()).hexdigest()
+
+
+class Output(NamedTuple):
+    """A record a reducer decided to produce; the shell adds the prefix, headers and time."""
+
+    topic: str
+    """Contract name of the topic (``TOPIC_PREFIX`` not applied)."""
+    key: str
+    value: BaseModel
+    event_id: str
+    """``edume-event-id``: derived from the cause (``derived_id``)."""
+    event_type: str
+    """``edume-event-type``."""

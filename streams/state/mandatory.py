@@ -16,35 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
-
-from pydantic import BaseModel
+from typing import Any
 
 from schemas.outputs import MandatoryCompleted
 from streams import topics
-from streams.state.catalog import CourseEntry
-from streams.state.common import Meta, derived_id
+from streams.state.catalog import CatalogView, CourseEntry
+from streams.state.common import Meta, Output, derived_id
+from streams.state.links import assignment_links, schedule_reminders
 from streams.state.policies import PolicyBook
 from streams.state.progress import LearnerEvent, LearnerState, apply_learner_event
-
-
-class CatalogView(Protocol):
-    """Where the learner rules look courses up (every worker holds the whole catalog)."""
-
-    def get(self, course_id: int) -> CourseEntry | None: ...
-
-
-class Output(NamedTuple):
-    """A record a reducer decided to produce; the shell adds the prefix, headers and time."""
-
-    topic: str
-    """Contract name of the topic (``TOPIC_PREFIX`` not applied)."""
-    key: str
-    value: BaseModel
-    event_id: str
-    """``edume-event-id``: derived from the cause (``derived_id``)."""
-    event_type: str
-    """``edume-event-type``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +67,28 @@ def learner_step(
     meta: Meta,
     policies: PolicyBook,
     catalog: CatalogView,
+    *,
+    links: bool = False,
+    reminder_after_us: int = 72 * 3600 * 1_000_000,
 ) -> list[Output]:
-    """Apply one learner event and decide the records it causes (none for a repeat)."""
+    """Apply one learner event and decide the records it causes (none for a repeat): the
+    mandatory completions and, with ``links``, the assignment links and reminder timers."""
     completed_before = learner.completed_course_ids()
     group_before = learner.group
     if not apply_learner_event(learner, event, meta):
         return []
+    outputs: list[Output] = []
     completed = learner.completed_course_ids()
-    if completed == completed_before and learner.group == group_before:
-        return []
-    return announce_completions(learner, completed - learner.emitted, policies, catalog, meta)
+    if completed != completed_before or learner.group != group_before:
+        outputs += announce_completions(learner, completed - learner.emitted, policies,
+                                        catalog, meta)
+    if links:
+        assigned = getattr(event.payload, "courses", None)
+        if assigned is not None:  # learner.added / learner.activated
+            outputs += assignment_links(learner, [c.courseId for c in assigned], meta,
+                                        policies, catalog)
+        schedule_reminders(learner, meta, policies, catalog, reminder_after_us)
+    return outputs
 
 
 def announce_completions(

@@ -137,6 +137,13 @@ class LearnerState:
     """Courses whose mandatory completion was emitted. Not a function of the learner's
     events alone (it depends on the policies when the completion was applied), so it is
     kept apart from everything above."""
+    linked: set[int] = field(default_factory=set)
+    """Mandatory courses an assignment link was asked for (once per course)."""
+    reminders: dict[int, tuple[int, str]] = field(default_factory=dict)
+    """Pending reminders: courseId -> (due, in microseconds since the epoch; the id of the
+    event that started the timer). Like ``emitted``, these depend on the policies."""
+    reminded: set[int] = field(default_factory=set)
+    """Courses whose reminder fired (or was cancelled): never scheduled again."""
 
     @property
     def group(self) -> int | None:

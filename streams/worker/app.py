@@ -25,13 +25,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from streams import topics
 from streams.publisher import Publisher
 from streams.settings import Settings, parse_bootstrap
 from streams.worker.metrics import WorkerMetrics
-from streams.worker.processing import CourseProcessor, LearnerProcessor, Step, check_policies
-from streams.worker.records import InRecord, Layout, OutRecord
+from streams.worker.processing import (
+    CourseProcessor,
+    LearnerProcessor,
+    LinkProcessor,
+    Step,
+    check_policies,
+)
+from streams.worker.records import InRecord, Layout, OutRecord, partition_for
 from streams.worker.replica import Replica
 from streams.worker.sink import Sink
 from streams.worker.tables import StateTable
@@ -82,12 +89,22 @@ class Worker:
         self.app = self._new_app()
         self.catalog = self._table("catalog", topics.CATALOG_CHANGELOG)
         self.progress = self._table("progress", topics.PROGRESS_CHANGELOG)
+        self.links_table = self._table("links", topics.LINKS_CHANGELOG)
         self.courses = CourseProcessor(layout)
-        self.learners = LearnerProcessor(layout, self.replica)
+        self.learners = LearnerProcessor(layout, self.replica, settings.reminder_after_s)
+        settings.require_link_secret()
+        self.links = LinkProcessor(layout, self.replica, base_url=settings.link_base_url,
+                                   secret=str(settings.link_secret))
+        self._locks: dict[str, asyncio.Lock] = {}
+        """One per table: a batch and a reminder firing never change a key's state at once."""
+        self._reminder_index_generation = -1
+        self._done_offset: dict[tuple[str, int], int] = {}
+        """Per input partition, the offset after the last record processed and written."""
         self._input_topics = {
             layout.name(t) for t in (topics.COURSE_EVENTS, topics.COURSE_REKEY,
                                      topics.LEARNER_EVENTS, topics.LEARNER_REKEY,
-                                     topics.TRAINING_POLICIES)
+                                     topics.TRAINING_POLICIES, topics.LINK_REQUESTS,
+                                     topics.LINK_REKEY, topics.LINK_ISSUE)
         }
         self.metrics = WorkerMetrics(self)
         self._next_offset: dict[tuple[str, int], int] = {}
@@ -176,15 +193,100 @@ class Worker:
             lambda events: self._keyed_batch(self.learners, self.progress, events),
         )
         agent("policies", _raw_topic(app, name(topics.TRAINING_POLICIES)), self._policy_batch)
+        agent(
+            "links",
+            _raw_topic(app, name(topics.LINK_REQUESTS), name(topics.LINK_REKEY),
+                       name(topics.LINK_ISSUE)),
+            lambda events: self._keyed_batch(self.links, self.links_table, events),
+        )
+        interval = min(1.0, max(0.05, self.settings.reminder_after_s / 10))
+        app.timer(interval, name="reminders")(self._fire_reminders)
+
+    def _lock(self, table: StateTable) -> asyncio.Lock:
+        lock = self._locks.get(table.name)
+        if lock is None:
+            lock = self._locks[table.name] = asyncio.Lock()
+        return lock
 
     async def _keyed_batch(
-        self, processor: CourseProcessor | LearnerProcessor, table: StateTable, events: Any
+        self,
+        processor: CourseProcessor | LearnerProcessor | LinkProcessor,
+        table: StateTable,
+        events: Any,
     ) -> None:
         await self.replica.ready.wait()
         started = time.perf_counter()
         records = [in_record(e.message) for e in events]
         self._check_offsets(records)
-        step = processor.process(records, table.get)
+        if isinstance(processor, LinkProcessor):
+            # Polled: the wait ends on a catalog change or on the clock (the grace).
+            while processor.waiting_on_catalog(  # noqa: ASYNC110
+                records, int(time.time() * 1000)
+            ):
+                await asyncio.sleep(0.1)
+        async with self._lock(table):
+            step = processor.process(records, table.get)
+            await self._commit(step, table)
+        done = self._done_offset
+        for record in records:
+            tp_key = (record.topic, record.partition)
+            done[tp_key] = max(done.get(tp_key, 0), record.offset + 1)
+        self.metrics.batch_done(step, len(events), time.perf_counter() - started)
+
+    async def _fire_reminders(self) -> None:
+        """Fire the reminders due on this worker's learner partitions (Faust runs this on
+        every worker, every ``interval``). The timers are in the learners' states, so they
+        survive restarts and move with their partition; the index of when each is due is
+        rebuilt from the table after every rebalance."""
+        if not self.ready():
+            return
+        table, learners = self.progress, self.learners
+        if self._reminder_index_generation != self.app.rebalancing_count:
+            learners.index_reminders(table.items())
+            self._reminder_index_generation = self.app.rebalancing_count
+        now_us = time.time_ns() // 1000
+        partitions = self.layout.count(topics.LEARNER_EVENTS)
+        due_by_partition: dict[int, list[str]] = {}
+        for key, at in learners.due.items():
+            if at <= now_us:
+                due_by_partition.setdefault(partition_for(key.encode(), partitions),
+                                            []).append(key)
+        owned = self._active_partitions(self.layout.name(topics.LEARNER_EVENTS))
+        due = [key for p, keys in due_by_partition.items()
+               if p in owned and self._caught_up(p) for key in keys]
+        if not due:
+            return
+        async with self._lock(table):
+            step = learners.fire_reminders(due, table.get, now_us)
+            await self._commit(step, table)
+        self.metrics.batch_done(step, 0, 0.0)
+
+    def _caught_up(self, partition: int) -> bool:
+        """Whether this worker has applied everything its learner partition held when last
+        fetched: a reminder fires only then, so a completion already on the topic (sent
+        while the worker was down, say) cancels it rather than arriving after it. Judged by
+        the high watermark of the fetch responses (right on the embedded broker too, unlike
+        its ListOffsets answer) against the offsets processed or committed."""
+        consumer: Any = self.app.consumer  # _committed_offset: faust keeps no public one
+        for name in (topics.LEARNER_EVENTS, topics.LEARNER_REKEY):
+            tp = TP(self.layout.name(name), partition)
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not assigned (any more), or the consumer is stopping
+                return False
+            if highwater is None:
+                return False
+            done = max(self._done_offset.get((tp.topic, partition), 0),
+                       consumer._committed_offset.get(tp) or 0)
+            if done < highwater:
+                return False
+        return True
+
+    def _active_partitions(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+
+    async def _commit(self, step: Step, table: StateTable) -> None:
+        """Write a step: its records, then the new states (changelog, then memory)."""
         await self._write(step)
         if step.states:
             changelog = [table.changelog(k, p, v) for k, (p, v) in step.states.items()]
@@ -201,7 +303,6 @@ class Worker:
             await self.sink.write(changelog)
             for key, (partition, value) in step.states.items():
                 table.put(key, partition, value)
-        self.metrics.batch_done(step, len(events), time.perf_counter() - started)
 
     async def _policy_batch(self, events: Any) -> None:
         records = [in_record(e.message) for e in events]
@@ -223,6 +324,7 @@ class Worker:
         if self._offsets_generation != self.app.rebalancing_count:
             self._offsets_generation = self.app.rebalancing_count
             self._next_offset.clear()
+            self._done_offset.clear()
         skipped = False
         for record in records:
             tp = (record.topic, record.partition)

@@ -113,6 +113,9 @@ class WorkerMetrics:
         self.written = Counter("edume_worker_records_written_total",
                                "Records the worker wrote (outputs, dead letters, re-keyed), "
                                "by topic.", ["topic"], registry=registry)
+        self.reminders = Counter("edume_worker_reminders_fired_total",
+                                 "Reminder links asked for (links.issue, reason reminder).",
+                                 registry=registry)
         self.batch_seconds = Histogram("edume_worker_batch_seconds",
                                        "Time to process and write one batch.",
                                        buckets=BATCH_BUCKETS_S, registry=registry)
@@ -133,6 +136,8 @@ class WorkerMetrics:
             self.repeats.inc(step.repeats)
         if step.rekeyed:
             self.rekeyed.inc(step.rekeyed)
+        if step.reminders:
+            self.reminders.inc(step.reminders)
         self.batch_events.inc(events)
         if seconds:
             self.batch_seconds.observe(seconds)

@@ -26,6 +26,8 @@ from schemas.completion import ScoreBreakdown
 COURSE_PATH: Final = "/catalog/courses/{course_id}"
 PROGRESS_PATH: Final = "/learners/{user_id}/progress"
 MANDATORY_PATH: Final = "/learners/{user_id}/mandatory"
+LINKS_PATH: Final = "/learners/{user_id}/links"
+EXTERNAL_LINKS_PATH: Final = "/links"
 ID_DIGITS: Final = "[0-9]{1,19}"
 """A path id: decimal ASCII digits, as many as a 64-bit id has; anything else is 400."""
 READ_ONLY: Final = "GET, HEAD"
@@ -146,6 +148,29 @@ class Mandatory(TypedDict):
         description="mandatory for the learner's group, not completed, not deleted")]
 
 
+@_closed
+class IssuedLink(TypedDict):
+    """A signed seamless link issued to the user (as on ``links.issued``)."""
+
+    kind: Literal["course", "module", "lesson", "survey", "guide", "hub", "knowledge-hub"]
+    reason: Literal["request", "assignment", "reminder"]
+    url: Annotated[str, Field(description="the signed link")]
+    issuedAt: Annotated[str, Field(description="RFC 3339 UTC")]
+    courseId: int | None
+    contentId: Annotated[int | None, Field(description="null for hub links")]
+    teamIds: Ids
+    eventId: Annotated[str, Field(description="the links.issued record's edume-event-id")]
+
+
+@_closed
+class Links(TypedDict):
+    """The links issued to one user, oldest first (the newest 1,000)."""
+
+    userId: Annotated[int | None, Field(description="eduMe userId, when known")]
+    externalUserId: str | None
+    links: list[IssuedLink]
+
+
 class _NoFieldTitles(GenerateJsonSchema):
     """Titles repeat the property names ("Courseid"); the models' titles stay."""
 
@@ -154,7 +179,7 @@ class _NoFieldTitles(GenerateJsonSchema):
 
 
 def _components() -> dict[str, Any]:
-    bodies = (Error, Status, CatalogEntry, Progress, Mandatory)
+    bodies = (Error, Status, CatalogEntry, Progress, Mandatory, Links)
     _, defs = TypeAdapter.json_schemas(
         [(body.__name__, "serialization", TypeAdapter(body)) for body in bodies],
         ref_template=_COMPONENTS + "{model}",
@@ -242,6 +267,26 @@ def worker_openapi_document() -> dict[str, Any]:
                                   "Progress", "no event for this learner"),
             MANDATORY_PATH: _keyed("May this learner proceed: their mandatory courses",
                                    _USER_ID, "Mandatory", "no event for this learner"),
+            LINKS_PATH: _keyed("The seamless links issued to this learner", _USER_ID, "Links",
+                               "no event for this learner"),
+            EXTERNAL_LINKS_PATH: _page(
+                "The seamless links issued to an external user id (links.* keys)",
+                {
+                    "200": _answer("the links (an empty list for a user never issued one)",
+                                   "Links"),
+                    "400": _answer("externalUserId missing", "Error"),
+                    "503": _answer("the workers are rebalancing, or the key's owner did "
+                                   "not answer; retry", "Error", retry=True),
+                },
+                description="Answered by any worker, like the learner pages.",
+                parameters=[{
+                    "name": "externalUserId", "in": "query", "required": True,
+                    "description": "your user id, as in link requests (eduMe's eId)",
+                    "schema": {"type": "string", "minLength": 1},
+                    "examples": {"sample": {"summary": "the eId of eduMe's samples",
+                                            "value": "e8e6ed1a-b2c0-45a5-8310-5ed1d0948e30"}},
+                }],
+            ),
             "/healthz": _page("200 while the process runs", {"200": alive}),
             "/readyz": _page(
                 "200 once the tables are recovered and the worker consumes",

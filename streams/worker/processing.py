@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -28,13 +28,29 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from schemas.common import Family
+from schemas.outputs import LinkIssue
 from streams import headers, topics
+from streams.clock import rfc3339
 from streams.errors import EdumeStreamsError
 from streams.jsjson import canonical
-from streams.state.catalog import CourseEntry, CourseEvent, apply_course_event
+from streams.state.catalog import CatalogView, CourseEntry, CourseEvent, apply_course_event
 from streams.state.codec import decode_course, decode_learner, encode_course, encode_learner
-from streams.state.common import Meta, UnusableEvent, meta_of
-from streams.state.mandatory import CatalogView, Output, learner_step
+from streams.state.common import Meta, Output, UnusableEvent, meta_of
+from streams.state.links import (
+    LinkState,
+    decide_link,
+    decode_links,
+    due_reminders,
+    encode_links,
+    issue_for_request,
+    issue_output,
+    next_due,
+    read_request,
+    record_issued,
+    rejection,
+    request_id,
+)
+from streams.state.mandatory import learner_step
 from streams.state.policies import PolicyBook, parse_policy_record
 from streams.state.progress import LearnerEvent, LearnerState
 from streams.validation import summarise_validation
@@ -77,6 +93,8 @@ class Step:
     dead: Counter[str] = field(default_factory=Counter)
     """Dead letters, by kind of reason."""
     rekeyed: int = 0
+    reminders: int = 0
+    """Reminders fired."""
 
 
 def _reason_kind(reason: str) -> str:
@@ -144,6 +162,21 @@ def _why_not_a_webhook(exc: ValidationError, value: bytes) -> str:
     return f"{canonical_name} does not match its schema: {summarise_validation(exc, document)}"
 
 
+def out_record(layout: Layout, output: Output, received_at: bytes) -> OutRecord:
+    """A reducer's output as the record to write (partitioned by its key, murmur2)."""
+    return OutRecord(
+        layout.name(output.topic),
+        None,
+        output.key.encode(),
+        output.value.model_dump_json().encode(),
+        [
+            (headers.EVENT_ID, output.event_id.encode()),
+            (headers.EVENT_TYPE, output.event_type.encode()),
+            (headers.RECEIVED_AT, received_at),
+        ],
+    )
+
+
 class _KeyedProcessor(Generic[S]):
     """Folds a batch of one event family into per-key states (the tables' values)."""
 
@@ -201,17 +234,7 @@ class _KeyedProcessor(Generic[S]):
         return step
 
     def _out_record(self, output: Output, cause: InRecord) -> OutRecord:
-        return OutRecord(
-            self.layout.name(output.topic),
-            None,
-            output.key.encode(),
-            output.value.model_dump_json().encode(),
-            [
-                (headers.EVENT_ID, output.event_id.encode()),
-                (headers.EVENT_TYPE, output.event_type.encode()),
-                (headers.RECEIVED_AT, cause.received_at()),
-            ],
-        )
+        return out_record(self.layout, output, cause.received_at())
 
 
 class CourseProcessor(_KeyedProcessor[CourseEntry]):
@@ -242,9 +265,17 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
 
     family: Family = "learner"
 
-    def __init__(self, layout: Layout, replica: ReplicaView) -> None:
+    def __init__(
+        self, layout: Layout, replica: ReplicaView, reminder_after_s: float | None = None
+    ) -> None:
         super().__init__(layout)
         self.replica = replica
+        self.links = reminder_after_s is not None
+        """Whether this worker issues links (assignment links and reminders)."""
+        self.reminder_after_us = int((reminder_after_s or 0) * 1_000_000)
+        self.due: dict[str, int] = {}
+        """The next reminder due per learner whose state this processor last encoded:
+        the shell's timer index (see ``Worker``)."""
 
     def new_state(self, key: str) -> LearnerState:
         return LearnerState(int(key))
@@ -252,16 +283,58 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
     def decode(self, data: bytes) -> LearnerState:
         return decode_learner(data)
 
-    def encode(self, state: LearnerState) -> bytes:
-        return encode_learner(state)
-
     def seen(self, state: LearnerState, meta: Meta) -> bool:
         return meta.event_id in state.event_ids
+
+    def encode(self, state: LearnerState) -> bytes:
+        if self.links:
+            self._note_due(str(state.user_id), state)
+        return encode_learner(state)
+
+    def _note_due(self, key: str, state: LearnerState) -> None:
+        due = next_due(state)
+        if due is None:
+            self.due.pop(key, None)
+        else:
+            self.due[key] = due
+
+    def index_reminders(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Rebuild the timer index from stored states (after the tables were recovered):
+        only each state's pending reminders are read."""
+        self.due.clear()
+        for key, raw in items:
+            pending = orjson.loads(raw).get("reminders")
+            if pending:
+                self.due[key] = min(due for due, _ in pending.values())
 
     def apply(self, state: LearnerState, webhook: Webhook) -> list[Output]:
         event: LearnerEvent = webhook.event
         replica = self.replica
-        return learner_step(state, event, webhook.meta, replica.policies, replica.catalog)
+        return learner_step(state, event, webhook.meta, replica.policies, replica.catalog,
+                            links=self.links, reminder_after_us=self.reminder_after_us)
+
+    def fire_reminders(self, keys: Sequence[str], load: Load, now_us: int) -> Step:
+        """Fire the reminders of ``keys`` due by ``now_us``: issue-link events, and the
+        learners' new states (each fired reminder marked, so it never fires again)."""
+        step = Step()
+        received_at = rfc3339(now_us // 1000).encode()
+        for key in keys:
+            raw = load(key)
+            if raw is None:
+                self.due.pop(key, None)
+                continue
+            state = self.decode(raw)
+            before = len(state.reminders)
+            outputs = due_reminders(state, now_us, self.replica.policies,
+                                    self.replica.catalog)
+            if len(state.reminders) == before:
+                self._note_due(key, state)
+                continue
+            step.outputs += [out_record(self.layout, o, received_at) for o in outputs]
+            step.reminders += len(outputs)
+            partition = partition_for(key.encode(), self._table_partitions)
+            step.states[key] = (partition, self.encode(state))
+        return step
 
 
 def check_policies(records: Sequence[InRecord], layout: Layout) -> Step:
@@ -278,3 +351,166 @@ def check_policies(records: Sequence[InRecord], layout: Layout) -> Step:
         else:
             step.applied[topics.TRAINING_POLICIES] += 1
     return step
+
+
+CATALOG_GRACE_S = 10.0
+"""How long a young course link waits for the catalog to show its course (see
+``LinkProcessor.waiting_on_catalog``)."""
+
+
+class LinkProcessor:
+    """``links.requests`` and ``links.issue`` (co-partitioned, keyed by externalUserId) into
+    issue-link events, signed links and rejections, with the links table keeping what each
+    user was issued and every request and issue id applied."""
+
+    def __init__(self, layout: Layout, replica: ReplicaView, *, base_url: str,
+                 secret: str) -> None:
+        self.layout = layout
+        self.replica = replica
+        self.base_url = base_url
+        self._secret = secret
+        self.dlq = layout.name(topics.STREAMS_DLQ)
+        self.issue_topic = layout.name(topics.LINK_ISSUE)
+        self.rekey_topic = layout.name(topics.LINK_REKEY)
+        self._partitions = layout.count(topics.LINK_REQUESTS)
+
+    def __repr__(self) -> str:  # the secret stays out of any trace
+        return f"LinkProcessor(base_url={self.base_url!r})"
+
+    def waiting_on_catalog(self, records: Sequence[InRecord], now_ms: int) -> bool:
+        """Whether a course link of the batch, younger than ``CATALOG_GRACE_S``, would be
+        rejected for what the catalog does not show yet (course unknown, not published,
+        team not assigned). Course events and learner events travel on different topics:
+        a learner assigned a course just created can come first, and every worker's copy
+        of the catalog follows the course agent's changelog a moment behind. The shell
+        waits (at most the grace) before deciding such a batch; a deletion is final and
+        is not waited on."""
+        grace_ms = CATALOG_GRACE_S * 1000
+        for record in records:
+            if record.topic != self.issue_topic or now_ms - record.timestamp_ms > grace_ms:
+                continue
+            try:
+                issue = LinkIssue.model_validate_json(record.value or b"")
+            except ValidationError:
+                continue
+            if issue.kind != "course":
+                continue
+            entry = self.replica.catalog.get(issue.courseId or issue.contentId or 0)
+            if entry is None:
+                return True
+            if entry.is_deleted:
+                continue
+            if entry.is_published is not True:
+                return True
+            if issue.teamIds and not set(issue.teamIds) <= set(entry.team_ids):
+                return True
+        return False
+
+    def process(self, records: Sequence[InRecord], load: Load) -> Step:
+        step = Step()
+        working: dict[str, LinkState] = {}
+        changed: set[str] = set()
+
+        def state_of(key: str) -> LinkState:
+            state = working.get(key)
+            if state is None:
+                raw = load(key)
+                state = working[key] = decode_links(raw) if raw else LinkState(key)
+            return state
+
+        for record in records:
+            if record.topic == self.issue_topic:
+                key = self._issue(record, step, state_of)
+            else:
+                key = self._request(record, step, state_of)
+            if key is not None:
+                changed.add(key)
+        for key in changed:
+            partition = partition_for(key.encode(), self._partitions)
+            step.states[key] = (partition, encode_links(working[key]))
+        return step
+
+    def _dead(self, record: InRecord, reason: str, step: Step) -> None:
+        step.outputs.append(dead_letter(record, reason, self.dlq))
+        step.dead[_reason_kind(reason)] += 1
+
+    def _misplaced(self, record: InRecord, key: str) -> int | None:
+        """The partition ``key`` belongs on, when the record is not there under that key."""
+        key_bytes = key.encode()
+        expected = partition_for(key_bytes, self._partitions)
+        if record.key == key_bytes and record.partition == expected:
+            return None
+        return expected
+
+    def _request(
+        self, record: InRecord, step: Step, state_of: Callable[[str], LinkState]
+    ) -> str | None:
+        rid = request_id(record.value, record.event_id())
+        read = read_request(record.value)
+        received_at = record.received_at()
+        if isinstance(read, tuple):
+            shown, reason = read
+            key = (record.key or b"").decode("utf-8", "replace")
+            step.outputs.append(
+                out_record(self.layout, rejection(key, shown, reason, rid), received_at))
+            self._dead(record, reason, step)
+            return None
+        ext = read.externalUserId
+        expected = self._misplaced(record, ext)
+        if expected is not None:
+            if record.topic == self.rekey_topic:
+                self._dead(record, "a key or partition the re-keying topic cannot hold", step)
+            else:
+                step.outputs.append(OutRecord(self.rekey_topic, expected, ext.encode(),
+                                              record.value, list(record.headers)))
+                step.rekeyed += 1
+            return None
+        state = state_of(ext)
+        if rid in state.seen:
+            step.repeats += 1
+            return None
+        state.seen.add(rid)
+        issue = issue_for_request(read, rid)
+        if isinstance(issue, str):
+            shown_request = orjson.loads(record.value or b"{}")
+            output = rejection(ext, shown_request, issue, rid)
+            state.rejected += 1
+        else:
+            output = issue_output(issue, "request")
+        step.outputs.append(out_record(self.layout, output, received_at))
+        step.applied[topics.LINK_REQUESTS] += 1
+        return ext
+
+    def _issue(
+        self, record: InRecord, step: Step, state_of: Callable[[str], LinkState]
+    ) -> str | None:
+        try:
+            issue = LinkIssue.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            self._dead(record, f"not an issue-link event: {_first_error(exc)}", step)
+            return None
+        ext = issue.externalUserId
+        if self._misplaced(record, ext) is not None:
+            self._dead(record, "an issue-link event under another key or partition than "
+                       "murmur2 of its externalUserId", step)
+            return None
+        iid = record.event_id() or hashlib.sha256(record.value or b"").hexdigest()
+        state = state_of(ext)
+        if iid in state.seen:
+            step.repeats += 1
+            return None
+        state.seen.add(iid)
+        if issue.userId is not None:
+            state.user_id = issue.userId
+        output = decide_link(issue, iid, self.replica.catalog, base_url=self.base_url,
+                             secret=self._secret, issued_at=rfc3339(record.timestamp_ms))
+        record_issued(state, output, output.event_id)
+        step.outputs.append(out_record(self.layout, output, record.received_at()))
+        step.applied[topics.LINK_ISSUE] += 1
+        return ext
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in error["loc"]) or "value"
+    return f"{where}: {error['msg']}"

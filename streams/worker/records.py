@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -18,6 +17,7 @@ from typing import NamedTuple
 from aiokafka.partitioner import murmur2
 
 from streams import headers, topics
+from streams.clock import rfc3339
 from streams.publisher import Headers
 from streams.state.common import derived_id
 
@@ -58,9 +58,7 @@ class InRecord(NamedTuple):
         value = self.header(headers.RECEIVED_AT)
         if value is not None:
             return value
-        seconds, millis = divmod(self.timestamp_ms, 1000)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        return f"{stamp}.{millis:03d}Z".encode()
+        return rfc3339(self.timestamp_ms).encode()
 
 
 class OutRecord(NamedTuple):

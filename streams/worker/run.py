@@ -16,7 +16,7 @@ from mode import Service
 from streams import topics
 from streams.admin import ensure_topics, topic_partitions
 from streams.errors import ConfigurationError
-from streams.runtime import run
+from streams.runtime import run, tune_gc
 from streams.settings import Settings
 from streams.worker.records import Layout
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 COPARTITIONED = (
     (topics.COURSE_EVENTS, topics.COURSE_REKEY, topics.CATALOG_CHANGELOG),
     (topics.LEARNER_EVENTS, topics.LEARNER_REKEY, topics.PROGRESS_CHANGELOG),
+    (topics.LINK_REQUESTS, topics.LINK_ISSUE, topics.LINK_REKEY, topics.LINKS_CHANGELOG),
 )
 """Topics whose partition p must live together: a key's events and its table partition."""
 
@@ -76,6 +77,7 @@ def run_worker(settings: Settings) -> int:
     """Run until stopped; returns the exit status."""
     from streams.worker.app import Worker
 
+    settings.require_link_secret()
     layout = run(prepare_layout(settings))
     loop = _new_loop()
     asyncio.set_event_loop(loop)
@@ -90,6 +92,7 @@ def run_worker(settings: Settings) -> int:
     )
     # Faust's start-up spinner turns the root logger to DEBUG (13 % of the CPU, measured).
     faust_worker.spinner = None
+    tune_gc()
     log.info("worker %s: query API on %s", worker.app.conf.id, worker.url)
     try:
         faust_worker.execute_from_commandline()

@@ -21,8 +21,8 @@ from streams.worker.records import OutRecord
 
 
 class StateTable:
-    """A Faust table (memory store) of encoded states. Keys are decimal-string ids here, and
-    their UTF-8 bytes (the Kafka key) in the store."""
+    """A Faust table (memory store) of encoded states. Keys are strings here (decimal ids,
+    or external user ids), and their UTF-8 bytes (the Kafka key) in the store."""
 
     def __init__(self, table: Any, changelog_topic: str) -> None:
         self.table = table
@@ -53,6 +53,10 @@ class StateTable:
         # The memory store forgets a partition's keys when the partition moves away; it
         # learns which keys are whose from this map (filled by recovery, and here).
         store._key_partition[raw_key] = partition
+
+    def items(self) -> list[tuple[str, bytes]]:
+        """Every key and value held (assigned and standby partitions), as a list taken now."""
+        return [(k.decode("utf-8", "replace"), v) for k, v in self._store().data.items()]
 
     def __len__(self) -> int:
         return len(self._store().data)

@@ -20,10 +20,13 @@ from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from streams.state.codec import decode_course, decode_learner
+from streams.state.links import LinkState, decode_links
 from streams.state.mandatory import gate
 from streams.worker.openapi import (
     COURSE_PATH,
+    EXTERNAL_LINKS_PATH,
     ID_DIGITS,
+    LINKS_PATH,
     MANDATORY_PATH,
     PROGRESS_PATH,
     worker_openapi_document,
@@ -89,6 +92,50 @@ def add_views(worker: Worker) -> None:
         learner = decode_learner(raw)
         return view.json(gate(learner, worker.replica.policies, worker.replica.catalog).view())
 
+    async def links_of(external_user_id: str, *, routed: bool = False
+                       ) -> tuple[int, dict[str, Any]]:
+        """The links issued to ``external_user_id``, from the owner of its links partition."""
+        table = worker.links_table
+        partitions = worker.layout.partitions[table.changelog_topic]
+        owner = _owner(worker, table.changelog_topic,
+                       partition_for(external_user_id.encode(), partitions))
+        if owner == worker.url:
+            raw = table.get(external_user_id)
+            state = decode_links(raw) if raw else LinkState(external_user_id)
+            return 200, state.view()
+        if owner is None or routed:
+            return 503, {"error": "the workers are rebalancing; retry"}
+        try:
+            async with worker.app.http_client.get(
+                owner + EXTERNAL_LINKS_PATH, params={"externalUserId": external_user_id},
+                headers={ROUTED_HEADER: worker.url}, timeout=aiohttp.ClientTimeout(total=5),
+            ) as reply:
+                return reply.status, await reply.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return 503, {"error": "the worker that owns this user's links did not answer; "
+                                  "retry"}
+
+    async def learner_links(view: View, key: str) -> Response:
+        raw = worker.progress.get(key)
+        if raw is None:
+            return view.json({"error": f"no events for learner {key}"}, status=404)
+        learner = decode_learner(raw)
+        ext = learner.external_user_id
+        if ext is None:
+            return view.json({"userId": learner.user_id, "externalUserId": None, "links": []})
+        status, body = await links_of(ext)
+        if status != 200:
+            return view.json(body, status=status, headers={"Retry-After": RETRY_AFTER_S})
+        return view.json({**body, "userId": learner.user_id})
+
+    async def external_links(view: View, request: Request, _kw: dict[str, Any]) -> Response:
+        ext = request.query.get("externalUserId", "")
+        if not ext:
+            return view.json({"error": "externalUserId is required"}, status=400)
+        status, body = await links_of(ext, routed=bool(request.headers.get(ROUTED_HEADER)))
+        headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+        return view.json(body, status=status, headers=headers)
+
     async def healthz(view: View, _request: Request, _kw: dict[str, Any]) -> Response:
         return view.json({"status": "ok"})
 
@@ -108,6 +155,8 @@ def add_views(worker: Worker) -> None:
     page(COURSE_PATH, owned(worker.catalog, "course_id", course))
     page(PROGRESS_PATH, owned(worker.progress, "user_id", progress))
     page(MANDATORY_PATH, owned(worker.progress, "user_id", mandatory))
+    page(LINKS_PATH, owned(worker.progress, "user_id", learner_links))
+    page(EXTERNAL_LINKS_PATH, external_links)
     page("/healthz", healthz)
     page("/readyz", readyz)
     page("/metrics", metrics)

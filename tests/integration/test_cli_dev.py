@@ -76,6 +76,7 @@ def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm() -> None:
         INGRESS_PORT=str(http_port),
         WORKER_WEB_PORT=str(worker_port),
         EDUME_WEBHOOK_SECRETS="demo-secret",
+        EDUME_LINK_SECRET="demo-link-secret",
         TOPIC_PREFIX="dev.",
         PYTHONUNBUFFERED="1",
     )
@@ -120,6 +121,7 @@ def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm() -> None:
     # client still connected made the broker linger until it was killed, 5 s later).
     assert time.monotonic() - signalled < 4.0, output
     assert "demo-secret" not in output
+    assert "demo-link-secret" not in output
     assert not _tansu_pids_on(kafka_port), "the embedded broker outlived dev"
     for port in (kafka_port, http_port, worker_port):
         assert not answers("127.0.0.1", port), f"something still listens on {port}"
@@ -130,6 +132,14 @@ def test_ingress_refuses_to_start_without_secrets() -> None:
                             capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
     assert b"EDUME_WEBHOOK_SECRETS" in result.stderr
+
+
+def test_worker_refuses_to_start_without_the_link_secret() -> None:
+    result = subprocess.run([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
+                            env=_env(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}"),
+                            capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert b"EDUME_LINK_SECRET" in result.stderr
 
 
 async def test_every_202_is_on_the_topic_when_sigterm_lands_mid_flood(broker, prefix) -> None:

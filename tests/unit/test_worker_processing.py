@@ -17,6 +17,7 @@ from streams.state.policies import Policy, PolicyBook
 from streams.worker.processing import (
     CourseProcessor,
     LearnerProcessor,
+    LinkProcessor,
     check_policies,
 )
 from streams.worker.records import InRecord, Layout, partition_for
@@ -157,3 +158,133 @@ def test_unreadable_policies_are_dead_letters_and_readable_ones_are_not() -> Non
                            record(b"{}", "1", topics.TRAINING_POLICIES)], LAYOUT)
     [dead] = step.outputs
     assert "not a training policy" in dict(dead.headers)[headers.DLQ_REASON].decode()
+
+
+# ------------------------------------------------------------------------------ links
+
+LINK_SECRET = "unit-link-secret"
+
+
+def link_processor(replica: Replica) -> LinkProcessor:
+    return LinkProcessor(LAYOUT, replica, base_url="https://learn.edume.com/e",
+                         secret=LINK_SECRET)
+
+
+def published_course(course_id: int, teams: list[int]) -> CourseEntry:
+    from streams.state.catalog import apply_course_event
+    from tests.unit.state_events import make
+
+    entry = CourseEntry(course_id)
+    payload = {"group": {"groupId": 1}, "teams": [{"teamId": t} for t in teams],
+               "course": {"courseId": course_id, "courseKey": "k"}, "modules": [],
+               "version": 1}
+    for i, kind in enumerate(("course.added", "course.published")):
+        ev = make({"type": kind, "timestamp": f"2026-01-01T00:0{i}:00.000Z", "payload": payload})
+        apply_course_event(entry, ev.event, ev.meta)
+    return entry
+
+
+def link_request(ext: str, **fields: Any) -> bytes:
+    return json.dumps({"externalUserId": ext, **fields}).encode()
+
+
+def test_a_request_becomes_one_issue_link_event_however_often_it_comes() -> None:
+    store, proc = Store(), link_processor(Replica())
+    value = link_request("u 1", kind="course", contentId=5)
+    recs = [record(value, "u 1", topics.LINK_REQUESTS, offset=i) for i in range(3)]
+    step = proc.process(recs, store.load)
+    assert [o.topic for o in step.outputs] == [LAYOUT.name(topics.LINK_ISSUE)]
+    assert step.repeats == 2
+    store.keep(step.states)
+    again = proc.process(recs[:1], store.load)
+    assert again.outputs == [] and again.repeats == 1
+    issue = orjson.loads(step.outputs[0].value)
+    assert (issue["reason"], issue["contentId"], issue["teamIds"]) == ("request", 5, None)
+
+
+def test_a_request_under_another_partitioner_goes_round_the_rekey_topic() -> None:
+    store, proc = Store(), link_processor(Replica())
+    value = link_request("u 1", kind="hub", teamIds=[3])
+    right = partition_for(b"u 1", 8)
+    wrong = record(value, "u 1", topics.LINK_REQUESTS, partition=(right + 1) % 8)
+    step = proc.process([wrong], store.load)
+    (out,) = step.outputs
+    assert (out.topic, out.partition, out.key, out.value) == (
+        LAYOUT.name(topics.LINK_REKEY), right, b"u 1", value)
+    assert step.rekeyed == 1 and step.states == {}
+    back = proc.process([record(value, "u 1", topics.LINK_REKEY)], store.load)
+    assert [o.topic for o in back.outputs] == [LAYOUT.name(topics.LINK_ISSUE)]
+    bad = proc.process([record(value, "u 1", topics.LINK_REKEY, partition=(right + 1) % 8)],
+                       store.load)
+    assert [o.topic for o in bad.outputs] == [LAYOUT.name(topics.STREAMS_DLQ)]
+
+
+def test_a_malformed_request_is_rejected_and_dead_lettered() -> None:
+    step = link_processor(Replica()).process(
+        [record(b"{oops", "u", topics.LINK_REQUESTS, offset=7)], Store().load)
+    rejected, dead = step.outputs
+    assert rejected.topic == LAYOUT.name(topics.LINK_REJECTED) and rejected.key == b"u"
+    assert orjson.loads(rejected.value)["reason"] == "malformed request: not JSON"
+    assert dead.topic == LAYOUT.name(topics.STREAMS_DLQ) and dead.value == b"{oops"
+
+
+def test_an_issue_link_event_is_signed_once_and_kept_for_the_query() -> None:
+    replica = Replica()
+    replica.catalog[5] = published_course(5, [3, 4])
+    store, proc = Store(), link_processor(replica)
+    issue = json.dumps({"kind": "course", "externalUserId": "u 1", "userId": 77,
+                        "contentId": 5, "courseId": 5, "teamIds": None,
+                        "reason": "assignment", "causeEventId": "a" * 64}).encode()
+    rec = record(issue, "u 1", topics.LINK_ISSUE)
+    step = proc.process([rec, rec], store.load)
+    (out,) = step.outputs
+    value = orjson.loads(out.value)
+    assert out.topic == LAYOUT.name(topics.LINK_ISSUED)
+    assert value["url"].startswith("https://learn.edume.com/e/c/5?g=3,4&e=u%201&sig=")
+    assert value["issuedAt"] == "2023-11-14T22:13:20.000Z"  # the issue record's time
+    store.keep(step.states)
+    from streams.state.links import decode_links
+
+    kept = decode_links(store["u 1"])
+    assert kept.user_id == 77 and [x["url"] for x in kept.links] == [value["url"]]
+
+
+def test_a_young_course_link_waits_for_the_catalog_an_old_one_does_not() -> None:
+    replica = Replica()
+    proc = link_processor(replica)
+    issue = json.dumps({"kind": "course", "externalUserId": "u", "contentId": 5,
+                        "courseId": 5, "teamIds": [4], "reason": "request",
+                        "causeEventId": "a" * 64}).encode()
+    rec = record(issue, "u", topics.LINK_ISSUE)
+    now = rec.timestamp_ms + 1000
+    assert proc.waiting_on_catalog([rec], now)  # unknown course
+    replica.catalog[5] = published_course(5, [3])
+    assert proc.waiting_on_catalog([rec], now)  # team 4 not (yet) on the course
+    replica.catalog[5] = published_course(5, [3, 4])
+    assert not proc.waiting_on_catalog([rec], now)
+    del replica.catalog[5]
+    assert not proc.waiting_on_catalog([rec], now + 60_000)  # past the grace: decide
+
+
+def test_due_reminders_fire_once_from_the_stored_state() -> None:
+    replica = Replica()
+    replica.policies.apply(5, Policy(5, True, None), (0, 0, 0))
+    store = Store()
+    proc = LearnerProcessor(LAYOUT, replica, reminder_after_s=60)
+    added = json.dumps({"type": "learner.added", "timestamp": "2026-01-01T00:00:00.000Z",
+                        "payload": {"user": {"eId": "ext", "userId": 42, "identifiers": []},
+                                    "group": {"groupId": 1}, "courses": [{"courseId": 5}],
+                                    "version": 1}}).encode()
+    step = proc.process([record(added, "42", topics.LEARNER_EVENTS)], store.load)
+    store.keep(step.states)
+    assert [orjson.loads(o.value)["reason"] for o in step.outputs] == ["assignment"]
+    due = proc.due["42"]
+    proc.due.clear()
+    proc.index_reminders(store.items())  # as after a recovery
+    assert proc.due == {"42": due}
+    assert proc.fire_reminders(["42"], store.load, due - 1).outputs == []
+    fired = proc.fire_reminders(["42"], store.load, due)
+    assert [orjson.loads(o.value)["reason"] for o in fired.outputs] == ["reminder"]
+    assert fired.reminders == 1 and "42" not in proc.due
+    store.keep(fired.states)
+    assert proc.fire_reminders(["42"], store.load, due + 10**9).outputs == []
