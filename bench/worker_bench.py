@@ -19,8 +19,10 @@ pre-loaded events, the worker's memory with many learners, and POST-to-completio
 
 4. Links. ``--link-requests`` course-link requests (10,000 users) are pre-loaded on
    ``links.requests``; a plain aiokafka loop (consume, build and sign the link, produce)
-   reads them all, then a worker turns the same requests into signed links (request ->
-   ``links.issue`` -> ``links.issued``). Printed: requests/s, CPU per request, the ratio.
+   reads them all, then a worker turns the same requests into signed links (each request
+   writes its ``links.issue`` record and its signed link on ``links.issued``, and the
+   issue record read back is recognised as done). Printed: requests/s, CPU per request,
+   the ratio.
 5. Link latency. Requests are produced at ``--rate`` per second for ``--latency-seconds``
    into a running worker; the time from each send to its link read from ``links.issued``.
    Target: p99 < 100 ms at 500 requests/s.
@@ -357,7 +359,7 @@ async def plain_link_loop(bootstrap: str, topic: str, out_topic: str,
 def run_link_worker(bootstrap: str, prefix: str, count: int, extra: dict[str, str],
                     log: Path) -> dict[str, float]:
     """A worker turning ``count`` pre-loaded requests into signed links: request in,
-    issue-link event out and back in, signed link out."""
+    issue-link event and signed link out (and the issue-link event read back)."""
     port = free_port()
     issued = f'edume_worker_records_written_total{{topic="{prefix}links.issued"}}'
     with log.open("ab") as out:
@@ -501,7 +503,7 @@ def main() -> None:
                   f"{plain['cpu_us']:5.0f} µs CPU/request")
             print(f"link agent         : {links['rate']:8,.0f} requests/s "
                   f"{links['cpu_us']:5.0f} µs CPU/request  ({links['events']:,.0f} links; "
-                  "request -> links.issue -> signed link)")
+                  "request in; issue-link event and signed link out)")
             print(f"ratio agent/plain  : {links['rate'] / plain['rate']:.3f}")
         if "link-latency" not in args.skip:
             preload_catalog(b, "lkl.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -158,6 +159,36 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_request_link(settings: Settings, args: argparse.Namespace) -> int:
+    import hashlib
+    import json
+
+    from streams import topics
+    from streams.policy import write_one
+
+    request: dict[str, object] = {"kind": args.kind, "externalUserId": args.user}
+    if args.content_id is not None:
+        if not (args.content_id.isascii() and args.content_id.isdigit()):
+            raise EdumeStreamsError(f"CONTENT_ID must be a decimal id, got {args.content_id!r}")
+        request["contentId"] = int(args.content_id)
+    if args.team_id:
+        parts = [t.strip() for t in args.team_id.split(",") if t.strip()]
+        if not all(t.isascii() and t.isdigit() for t in parts):
+            raise EdumeStreamsError(f"--team-id takes team ids (integers), got {args.team_id!r}")
+        request["teamIds"] = [int(t) for t in parts]
+    request["reason"] = args.reason
+    # Each run is a new request: the time makes its value (and so its id) its own.
+    request["requestedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    value = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
+    topic = topics.prefixed(topics.LINK_REQUESTS, settings.topic_prefix)
+    write_one(settings, topic, args.user.encode(), value, [], what="the link request",
+              client_id="edume-streams-request-link")
+    print(value.decode())
+    print(f"request {hashlib.sha256(value).hexdigest()} written to {topic}; the answer comes "
+          "on links.issued or links.rejected", file=sys.stderr)
+    return 0
+
+
 def cmd_schemas(_settings: Settings, args: argparse.Namespace) -> int:
     from streams.schema_export import write_schemas
 
@@ -220,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("content_id", nargs="?", metavar="CONTENT_ID")
     link.add_argument("--team-id", help="team id, or several comma-separated")
     link.add_argument("--user", required=True, metavar="EXT_ID", help="your user id")
+    ask = sub.add_parser("request-link",
+                         help="publish one link request on links.requests (as an app does)")
+    ask.add_argument("kind", metavar="KIND", help="course, module, lesson, survey, guide, hub "
+                     "or knowledge-hub")
+    ask.add_argument("content_id", nargs="?", metavar="CONTENT_ID")
+    ask.add_argument("--team-id", help="team id, or several comma-separated (course links: "
+                     "default every team of the course)")
+    ask.add_argument("--user", required=True, metavar="EXT_ID", help="your user id")
+    ask.add_argument("--reason", default="edume-streams request-link",
+                     help="free text carried with the request")
     read = sub.add_parser("read", help="print a topic's records from the beginning")
     read.add_argument("topic", metavar="TOPIC", help="contract name; TOPIC_PREFIX is added")
     read.add_argument("--follow", action="store_true", help="keep printing new records")
@@ -242,6 +283,7 @@ COMMANDS = {
     "policy": cmd_policy,
     "send": cmd_send,
     "link": cmd_link,
+    "request-link": cmd_request_link,
     "schemas": cmd_schemas,
     "read": cmd_read,
 }

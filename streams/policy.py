@@ -28,9 +28,21 @@ def _topic(settings: Settings) -> str:
 def write_policy(settings: Settings, course_id: int, policy: TrainingPolicy | None,
                  timeout_s: float = 15.0) -> None:
     """Write one policy (or a tombstone) and wait for the broker's acknowledgement."""
+    value = None if policy is None else policy.model_dump_json().encode()
+    kind = "policy.unset" if policy is None else "policy.set"
+    write_one(settings, _topic(settings), str(course_id).encode(), value,
+              [(headers.EVENT_TYPE, kind.encode())], what="the policy",
+              client_id="edume-streams-policy", timeout_s=timeout_s)
+
+
+def write_one(settings: Settings, topic: str, key: bytes, value: bytes | None,
+              record_headers: list[tuple[str, bytes]], *, what: str, client_id: str,
+              timeout_s: float = 15.0) -> None:
+    """Write one record (murmur2 of its key, ``edume-received-at`` added) and wait for the
+    broker's acknowledgement (acks=all); ``BrokerUnavailable`` naming ``what`` if none."""
     producer = Producer({
         "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "client.id": "edume-streams-policy",
+        "client.id": client_id,
         "acks": "all",
         "enable.idempotence": settings.kafka_enable_idempotence,
         "partitioner": "murmur2_random",
@@ -42,21 +54,17 @@ def write_policy(settings: Settings, course_id: int, policy: TrainingPolicy | No
         if err is not None:
             errors.append(str(err))
 
-    value = None if policy is None else policy.model_dump_json().encode()
-    kind = "policy.unset" if policy is None else "policy.set"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
-        producer.produce(
-            _topic(settings), value, str(course_id).encode(), on_delivery=delivered,
-            headers=[(headers.EVENT_TYPE, kind.encode()), (headers.RECEIVED_AT, stamp.encode())],
-        )
+        producer.produce(topic, value, key, on_delivery=delivered,
+                         headers=[*record_headers, (headers.RECEIVED_AT, stamp.encode())])
     except (KafkaException, BufferError) as exc:
-        raise BrokerUnavailable(f"the producer refused the policy: {exc}") from None
+        raise BrokerUnavailable(f"the producer refused {what}: {exc}") from None
     left = producer.flush(timeout_s)
     if left or errors:
         reason = errors[0] if errors else "no acknowledgement in time"
         raise BrokerUnavailable(
-            f"the policy was not written to {settings.kafka_bootstrap_servers}: {reason}"
+            f"{what} was not written to {settings.kafka_bootstrap_servers}: {reason}"
         )
 
 

@@ -387,13 +387,10 @@ class LinkProcessor:
         is not waited on."""
         grace_ms = CATALOG_GRACE_S * 1000
         for record in records:
-            if record.topic != self.issue_topic or now_ms - record.timestamp_ms > grace_ms:
+            if now_ms - record.timestamp_ms > grace_ms:
                 continue
-            try:
-                issue = LinkIssue.model_validate_json(record.value or b"")
-            except ValidationError:
-                continue
-            if issue.kind != "course":
+            issue = self._peek_issue(record)
+            if issue is None or issue.kind != "course":
                 continue
             entry = self.replica.catalog.get(issue.courseId or issue.contentId or 0)
             if entry is None:
@@ -429,6 +426,19 @@ class LinkProcessor:
             partition = partition_for(key.encode(), self._partitions)
             step.states[key] = (partition, encode_links(working[key]))
         return step
+
+    def _peek_issue(self, record: InRecord) -> LinkIssue | None:
+        """The issue-link event a record is or asks for, if it is a usable one."""
+        if record.topic == self.issue_topic:
+            try:
+                return LinkIssue.model_validate_json(record.value or b"")
+            except ValidationError:
+                return None
+        request = read_request(record.value)
+        if isinstance(request, tuple):
+            return None
+        issue = issue_for_request(request, "0" * 64)
+        return issue if isinstance(issue, LinkIssue) else None
 
     def _dead(self, record: InRecord, reason: str, step: Step) -> None:
         step.outputs.append(dead_letter(record, reason, self.dlq))
@@ -475,9 +485,15 @@ class LinkProcessor:
             shown_request = orjson.loads(record.value or b"{}")
             output = rejection(ext, shown_request, issue, rid)
             state.rejected += 1
+            step.outputs.append(out_record(self.layout, output, received_at))
         else:
+            # The issue-link event goes out, and is decided here at once: this agent owns
+            # its key (same externalUserId, same partition), so the link need not wait for
+            # the record's trip through links.issue. When the record comes back, its id is
+            # in the state: a repeat, skipped.
             output = issue_output(issue, "request")
-        step.outputs.append(out_record(self.layout, output, received_at))
+            step.outputs.append(out_record(self.layout, output, received_at))
+            self._decide(issue, output.event_id, record.timestamp_ms, received_at, state, step)
         step.applied[topics.LINK_REQUESTS] += 1
         return ext
 
@@ -499,15 +515,20 @@ class LinkProcessor:
         if iid in state.seen:
             step.repeats += 1
             return None
+        self._decide(issue, iid, record.timestamp_ms, record.received_at(), state, step)
+        return ext
+
+    def _decide(self, issue: LinkIssue, iid: str, issued_at_ms: int, received_at: bytes,
+                state: LinkState, step: Step) -> None:
+        """Sign the link an issue-link event asks for (or reject it), once per its id."""
         state.seen.add(iid)
         if issue.userId is not None:
             state.user_id = issue.userId
         output = decide_link(issue, iid, self.replica.catalog, base_url=self.base_url,
-                             secret=self._secret, issued_at=rfc3339(record.timestamp_ms))
+                             secret=self._secret, issued_at=rfc3339(issued_at_ms))
         record_issued(state, output, output.event_id)
-        step.outputs.append(out_record(self.layout, output, record.received_at()))
+        step.outputs.append(out_record(self.layout, output, received_at))
         step.applied[topics.LINK_ISSUE] += 1
-        return ext
 
 
 def _first_error(exc: ValidationError) -> str:

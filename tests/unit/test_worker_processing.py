@@ -193,13 +193,20 @@ def test_a_request_becomes_one_issue_link_event_however_often_it_comes() -> None
     value = link_request("u 1", kind="course", contentId=5)
     recs = [record(value, "u 1", topics.LINK_REQUESTS, offset=i) for i in range(3)]
     step = proc.process(recs, store.load)
-    assert [o.topic for o in step.outputs] == [LAYOUT.name(topics.LINK_ISSUE)]
+    # the issue-link event, and its answer decided at once (course 5 is unknown here)
+    assert [o.topic for o in step.outputs] == [LAYOUT.name(topics.LINK_ISSUE),
+                                               LAYOUT.name(topics.LINK_REJECTED)]
     assert step.repeats == 2
     store.keep(step.states)
     again = proc.process(recs[:1], store.load)
     assert again.outputs == [] and again.repeats == 1
-    issue = orjson.loads(step.outputs[0].value)
+    issue_record = step.outputs[0]
+    issue = orjson.loads(issue_record.value)
     assert (issue["reason"], issue["contentId"], issue["teamIds"]) == ("request", 5, None)
+    # the issue-link event back from links.issue: already decided
+    back = InRecord(issue_record.topic, partition_for(b"u 1", 8), 0, issue_record.key,
+                    issue_record.value, issue_record.headers, 1_700_000_000_000)
+    assert proc.process([back], store.load).repeats == 1
 
 
 def test_a_request_under_another_partitioner_goes_round_the_rekey_topic() -> None:
@@ -213,7 +220,8 @@ def test_a_request_under_another_partitioner_goes_round_the_rekey_topic() -> Non
         LAYOUT.name(topics.LINK_REKEY), right, b"u 1", value)
     assert step.rekeyed == 1 and step.states == {}
     back = proc.process([record(value, "u 1", topics.LINK_REKEY)], store.load)
-    assert [o.topic for o in back.outputs] == [LAYOUT.name(topics.LINK_ISSUE)]
+    assert [o.topic for o in back.outputs] == [LAYOUT.name(topics.LINK_ISSUE),
+                                               LAYOUT.name(topics.LINK_ISSUED)]
     bad = proc.process([record(value, "u 1", topics.LINK_REKEY, partition=(right + 1) % 8)],
                        store.load)
     assert [o.topic for o in bad.outputs] == [LAYOUT.name(topics.STREAMS_DLQ)]
@@ -264,6 +272,11 @@ def test_a_young_course_link_waits_for_the_catalog_an_old_one_does_not() -> None
     assert not proc.waiting_on_catalog([rec], now)
     del replica.catalog[5]
     assert not proc.waiting_on_catalog([rec], now + 60_000)  # past the grace: decide
+    asked = record(link_request("u", kind="course", contentId=5), "u", topics.LINK_REQUESTS)
+    assert proc.waiting_on_catalog([asked], now)  # a request is decided at once: it waits too
+    other = record(link_request("u", kind="lesson", contentId=5, teamIds=[1]), "u",
+                   topics.LINK_REQUESTS)
+    assert not proc.waiting_on_catalog([other], now)
 
 
 def test_due_reminders_fire_once_from_the_stored_state() -> None:
