@@ -1,13 +1,23 @@
-"""Topics on any Kafka-protocol broker: creating the catalog's, reading what exists, and a
-group-less consumer for the commands that read a topic from the beginning."""
+"""Topics on any Kafka-protocol broker: creating the catalog's, describing what exists and
+comparing it with the catalog, and a group-less consumer for the commands that read a topic
+from the beginning.
+
+Ask for a topic's partitions only once it was seen listed: a metadata request naming a
+topic that does not exist creates it on a broker with automatic topic creation on (the
+embedded broker always has it on, and creates 4 partitions with no configs).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from streams import topics
@@ -40,13 +50,17 @@ async def admin_client(
 
 
 @contextlib.asynccontextmanager
-async def topic_consumer(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
-    """A started consumer outside any group (it commits nothing), its metadata fresh."""
+async def topic_consumer(
+    bootstrap: str, fetch_max_wait_ms: int = 500
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started consumer outside any group (it commits nothing), its metadata fresh.
+    ``fetch_max_wait_ms``: how long the broker may hold a fetch that finds no record."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     try:
         await consumer.start()
@@ -102,11 +116,168 @@ async def ensure_topics(
 async def topic_partitions(
     bootstrap: str, names: Iterable[str], timeout_s: float = 15.0
 ) -> dict[str, int]:
-    """Partition counts of the topics of ``names`` that exist (missing ones left out)."""
+    """Partition counts of the topics of ``names`` that exist (missing ones left out).
+    Name only topics known to exist: see the module on automatic topic creation."""
     async with admin_client(bootstrap, timeout_s) as admin:
-        described = await admin.describe_topics(list(names))
-        return {
-            t["topic"]: len(t["partitions"])
-            for t in described
-            if t.get("error_code", 0) == 0 and t["partitions"]
-        }
+        return await _partition_counts(admin, list(names))
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Partition counts of ``names`` (topics seen listed: see the module)."""
+    if not names:
+        return {}
+    described = await admin.describe_topics(names)
+    return {
+        t["topic"]: len(t["partitions"])
+        for t in described
+        if t.get("error_code", 0) == 0 and t["partitions"]
+    }
+
+
+# ------------------------------------------------------------------ topics describe
+
+
+@dataclass(frozen=True, slots=True)
+class TopicOnBroker:
+    """What the broker says of one existing topic."""
+
+    partitions: int
+    configs: Mapping[str, str | None] | None
+    """The topic's configs as DescribeConfigs answered them; None when it answered an
+    error for the topic. A config it does not name is one it did not report."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerTopics:
+    """The broker's topics that carry a prefix."""
+
+    topics: Mapping[str, TopicOnBroker]
+    """Broker name -> description, for the catalog's topics that exist."""
+    others: list[str] = field(default_factory=list)
+    """Topics with the prefix that the catalog does not name."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicCheck:
+    """One catalog topic compared with the broker's."""
+
+    name: str
+    """The broker's name (``TOPIC_PREFIX`` included)."""
+    missing: bool = False
+    differences: tuple[str, ...] = ()
+    unreported: tuple[str, ...] = ()
+    """Expected configs the broker did not report (so not compared)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.differences
+
+    def line(self) -> str:
+        """``name: ok``, ``name: missing``, or what differs, ``; ``-separated, with the
+        configs the broker did not report, if any, at the end."""
+        if self.missing:
+            return f"{self.name}: missing"
+        parts = list(self.differences) or ["ok"]
+        if self.unreported:
+            parts.append(
+                f"config {', '.join(self.unreported)} not reported by the broker"
+            )
+        return f"{self.name}: {'; '.join(parts)}"
+
+
+def check_topic(spec: topics.TopicSpec, name: str, found: TopicOnBroker | None) -> TopicCheck:
+    """Compare one catalog topic with what the broker has under ``name`` (pure)."""
+    if found is None:
+        return TopicCheck(name, missing=True)
+    differences: list[str] = []
+    unreported: list[str] = []
+    if found.partitions != spec.partitions:
+        differences.append(
+            f"wrong partition count {found.partitions}, want {spec.partitions}"
+        )
+    for key, want in spec.kafka_configs().items():
+        if found.configs is None or key not in found.configs:
+            unreported.append(key)
+            continue
+        have = found.configs[key]
+        if have != want:
+            differences.append(f"config {key} is {have}, want {want}")
+    return TopicCheck(name, differences=tuple(differences), unreported=tuple(unreported))
+
+
+def check_catalog(
+    broker: BrokerTopics, prefix: str, specs: Iterable[topics.TopicSpec] = topics.CATALOG
+) -> list[TopicCheck]:
+    """Every catalog topic compared with the broker's, by broker name (pure)."""
+    checks = []
+    for spec in specs:
+        name = topics.prefixed(spec.name, prefix)
+        checks.append(check_topic(spec, name, broker.topics.get(name)))
+    return sorted(checks, key=lambda c: c.name)
+
+
+async def describe_topics(
+    bootstrap: str,
+    prefix: str = "",
+    specs: Iterable[topics.TopicSpec] = topics.CATALOG,
+    timeout_s: float = 15.0,
+) -> BrokerTopics:
+    """Partition counts and configs of the catalog's topics that exist, and the names of
+    the other topics that carry ``prefix``."""
+    async with admin_client(bootstrap, timeout_s) as admin:
+        try:
+            existing = set(await admin.list_topics())
+            wanted = [topics.prefixed(s.name, prefix) for s in specs]
+            present = [n for n in wanted if n in existing]
+            counts = await _partition_counts(admin, present)
+            configs = await _topic_configs(admin, present)
+        except KafkaError as exc:
+            raise BrokerUnavailable(
+                f"describing the topics at {bootstrap} failed: {type(exc).__name__}"
+            ) from None
+    catalog = set(wanted)
+    others = sorted(n for n in existing if n.startswith(prefix) and n not in catalog)
+    return BrokerTopics(
+        {n: TopicOnBroker(counts[n], configs.get(n)) for n in present if n in counts},
+        others,
+    )
+
+
+async def _topic_configs(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, dict[str, str | None]]:
+    """Every config DescribeConfigs reports for each topic of ``names`` (topics it answered
+    with an error for are left out)."""
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    out: dict[str, dict[str, str | None]] = {}
+    for response in await admin.describe_configs(resources):
+        answer: dict[str, Any] = response.to_object()
+        for resource in answer.get("resources", []):
+            if resource.get("error_code", 0) != 0:
+                continue
+            out[resource["resource_name"]] = {
+                entry["config_names"]: entry["config_value"]
+                for entry in resource.get("config_entries", [])
+            }
+    return out
+
+
+# ------------------------------------------------------------------ reading to the end
+
+
+async def read_until_idle(
+    consumer: AIOKafkaConsumer, idle_s: float
+) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """Batches of the records of the consumer's assigned partitions, until no record has
+    come for ``idle_s`` seconds: the end of a topic is where fetches come back empty, not
+    the end offset the broker reports (the embedded broker reports it too low after a
+    batch of several records). ``idle_s`` must exceed the consumer's fetch wait."""
+    last = time.monotonic()
+    while time.monotonic() - last < idle_s:
+        batch = await consumer.getmany(timeout_ms=100)
+        records = [r for part in batch.values() for r in part]
+        if records:
+            last = time.monotonic()
+            yield records

@@ -53,6 +53,8 @@ def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "describe":
+        return _describe_topics(settings)
     from streams.admin import ensure_topics
 
     created = run(
@@ -69,6 +71,71 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
         print(f"created {made} of {len(created)} topics", file=sys.stderr)
     else:
         print(f"all {len(created)} topics exist already; nothing changed", file=sys.stderr)
+    return 0
+
+
+def _describe_topics(settings: Settings) -> int:
+    """``topics describe``: one line per catalog topic (``NAME: ok``, ``NAME: missing``, or
+    what differs), a summary on stderr; 0 when every topic matches the catalog, 1 when one
+    does not. A config the broker does not report is named, and not counted as a
+    difference."""
+    from streams.admin import check_catalog, describe_topics
+
+    prefix = settings.topic_prefix
+    found = run(describe_topics(settings.kafka_bootstrap_servers, prefix))
+    checks = check_catalog(found, prefix)
+    for check in checks:
+        print(check.line())
+    missing = sum(1 for c in checks if c.missing)
+    different = sum(1 for c in checks if not c.missing and c.differences)
+    if missing or different:
+        summary = (f"{len(checks)} topics: {len(checks) - missing - different} ok, "
+                   f"{missing} missing, {different} different")
+    else:
+        summary = f"all {len(checks)} topics match the catalog"
+    unreported = sum(len(c.unreported) for c in checks)
+    if unreported:
+        summary += f"; {_count(unreported, 'config')} not reported by the broker (not compared)"
+    if found.others:
+        where = f"with the prefix {prefix!r}" if prefix else "on the broker"
+        summary += f"; {_count(len(found.others), 'other topic')} {where} not in the catalog"
+    print(summary, file=sys.stderr)
+    return 1 if missing or different else 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
+    """``dlq replay``: republish the dead letters that the current code accepts, each once.
+
+    ``edume.webhooks.dlq`` records that validate now go to their event topic as the
+    ingress publishes an event (same key, value, partitioner and headers, the original
+    eventId and received-at); ``streams.dlq`` records from an event topic or
+    ``links.requests`` that the workers' rules accept now go back to that topic. Every
+    dead letter replayed is recorded on ``edume-streams.dlq.replayed`` after its copy was
+    acknowledged (acks=all), and a later run skips it. A crash between the copy and that
+    record republishes the copy on the next run with the same ``edume-event-id``: the
+    workers drop a repeat by that id (and the links agent an id-less request by its
+    value), so no event is applied twice. ``--dry-run`` writes nothing.
+
+    Counts on stdout, one line per dead-letter topic and a total; each copy and the
+    commonest reasons records were left on stderr. Exit 0; 2 when the broker cannot be
+    reached, a topic is missing, or a write was not acknowledged.
+    """
+    from streams.dlq import SOURCES, count_lines, reason_lines, replay
+
+    sources = SOURCES if args.source == "all" else (args.source,)
+    outcome = run(replay(settings, sources, dry_run=args.dry_run, since_ms=args.since,
+                         idle_s=args.idle_s, err=sys.stderr))
+    for line in reason_lines(outcome):
+        print(line, file=sys.stderr)
+    for line in count_lines(outcome, dry_run=args.dry_run):
+        print(line)
+    if outcome.error:
+        print(f"edume-streams dlq: {outcome.error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -208,6 +275,18 @@ def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _since(text: str) -> int:
+    from streams.dlq import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--since takes an RFC 3339 time (2026-01-02T03:04:05Z) or a date "
+            f"(2026-01-02): {exc}"
+        ) from None
+
+
 def _course_id(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise argparse.ArgumentTypeError(f"COURSE_ID must be a decimal id, got {text!r}")
@@ -224,8 +303,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("dev", help="the whole pipeline on this machine (embedded broker if none)")
     sub.add_parser("ingress", help="the HTTP ingress alone")
     sub.add_parser("worker", help="one stream-processing worker (run several for scale)")
-    topics_cmd = sub.add_parser("topics", help="create the topics of the topic catalog")
-    topics_cmd.add_argument("action", choices=["create"])
+    topics_cmd = sub.add_parser(
+        "topics", help="create the topics of the topic catalog, or compare the broker's with it"
+    )
+    topics_cmd.add_argument(
+        "action", choices=["create", "describe"],
+        help="create: create the missing ones; describe: compare partitions and configs "
+        "(exit 1 on a difference)",
+    )
+    dlq = sub.add_parser("dlq", help="replay dead letters that the current code accepts")
+    dlq_sub = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dlq_replay = dlq_sub.add_parser(
+        "replay",
+        help="republish dead letters that validate now, each once",
+        description="Republish the records of edume.webhooks.dlq and streams.dlq that "
+        "validate now to the topics they were meant for, each once (recorded on "
+        "edume-streams.dlq.replayed after its copy is acknowledged; a copy republished "
+        "again after a crash carries the same edume-event-id, which consumers drop).",
+    )
+    dlq_replay.add_argument("--dry-run", action="store_true",
+                            help="report what would be replayed; write nothing")
+    dlq_replay.add_argument(
+        "--since", type=_since, metavar="TIME",
+        help="only dead letters written at or after TIME: RFC 3339 with an offset "
+        "(2026-01-02T03:04:05Z) or a date (2026-01-02, midnight UTC)",
+    )
+    dlq_replay.add_argument("--source", choices=["webhooks", "streams", "all"], default="all",
+                            help="webhooks: edume.webhooks.dlq; streams: streams.dlq; "
+                            "all (default): both")
+    dlq_replay.add_argument(
+        "--idle-s", type=float, default=1.0,
+        help="a topic is read to its end when no record came for this many seconds "
+        "(default 1)",
+    )
     policy = sub.add_parser("policy", help="set, unset or list training policies")
     policy_sub = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
     policy_set = policy_sub.add_parser("set", help="make a course mandatory")
@@ -280,6 +390,7 @@ COMMANDS = {
     "ingress": cmd_ingress,
     "worker": cmd_worker,
     "topics": cmd_topics,
+    "dlq": cmd_dlq,
     "policy": cmd_policy,
     "send": cmd_send,
     "link": cmd_link,

@@ -28,6 +28,8 @@ COURSE_REKEY = "edume-streams.course.rekey"
 LEARNER_REKEY = "edume-streams.learner.rekey"
 LINKS_CHANGELOG = "edume-streams.links.changelog"
 LINK_REKEY = "edume-streams.links.rekey"
+# Internal: which dead letters ``edume-streams dlq replay`` has republished.
+DLQ_REPLAYED = "edume-streams.dlq.replayed"
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
 # Room for a webhook of MAX_BODY_BYTES (1 MiB by default) plus headers and batch overhead;
@@ -138,6 +140,12 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(
         LINK_REKEY, "externalUserId", "link request, re-keyed (internal)", partitions=8,
         internal=True,
+    ),
+    # One record per dead letter `dlq replay` republished, written after the republished
+    # copy was acknowledged; compacted, so it keeps one record per dead letter.
+    TopicSpec(
+        DLQ_REPLAYED, "the dead letter's place, topic/partition/offset",
+        "a dead letter's replay (internal)", partitions=1, compacted=True, internal=True,
     ),
 )
 

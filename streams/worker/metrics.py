@@ -65,7 +65,7 @@ class _Live(Collector):
         yield lag
         size = GaugeMetricFamily("edume_worker_table_keys", "Keys held in memory, by table.",
                                  labels=["table"])
-        for table in (w.catalog, w.progress):
+        for table in (w.catalog, w.progress, w.links_table):
             size.add_metric([table.name], float(len(table)))
         yield size
         courses = GaugeMetricFamily("edume_worker_replica_courses",

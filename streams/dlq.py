@@ -1,0 +1,691 @@
+"""``edume-streams dlq replay``: republish the dead letters that today's code accepts.
+
+Two dead-letter topics, two ways back:
+
+- ``edume.webhooks.dlq`` holds what the ingress refused to publish as an event: an
+  authentic webhook (its signature was verified) of an unknown type or not matching its
+  schema, keyed by its eventId, the raw body as value. A replay parses and validates the
+  body as the ingress does today (``schemas.WEBHOOK_ADAPTER``) and, when it passes,
+  publishes it as the ingress would have: to the family's event topic, keyed by its
+  routing id, the value its single-line ``JSON.stringify`` form, with headers
+  ``edume-event-id`` (the original eventId), ``edume-event-type`` (canonical) and
+  ``edume-received-at`` (the original).
+- ``streams.dlq`` holds what a worker could not use, keyed by the record's place
+  (``topic/partition/offset``), the value unchanged. Records from an event topic are
+  checked with the worker's own rules (``read_webhook``) and republished to that topic
+  under the key the worker expects; link requests (``links.requests``) with
+  ``read_request``, and republished keyed by their ``externalUserId``. A dead letter
+  does not keep the record's ``edume-event-id``: it carries one derived from it, and the
+  original is recovered by recomputing that derivation (an event's id is the SHA-256 of
+  its ``JSON.stringify`` form, so every record the ingress wrote gets its id back; an
+  event whose id cannot be recovered gets that one, as the ingress would give it). A link
+  request gets back the id it had when that was its value's SHA-256, and otherwise goes
+  back without one: the links agent then knows it by its value's SHA-256.
+  ``training.policies`` records are never republished: every worker reads that topic
+  from its beginning whenever it starts, so a record there that reads as a policy today
+  is applied from the topic itself, and a second, later copy could, once the topic is
+  compacted, replace a policy set after it. Dead letters from other topics are left.
+
+Never twice: ``edume-streams.dlq.replayed`` (compacted) records every dead letter
+replayed, by its place, after the republished copy was acknowledged (acks=all). A replay
+reads it fully first and skips what it holds, and skips an event whose copy it already
+republished from another dead letter (the same webhook refused twice). A crash between
+the copy and its record republishes the copy on the next run with the same
+``edume-event-id`` (a link request without one: the same value, which is its identity),
+and every consumer here drops a repeat by that id.
+
+The decisions are pure functions of a dead letter (tested without a broker); ``replay``
+is the shell that reads, writes and counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal, TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import KafkaException, Producer
+from pydantic import ValidationError
+
+from schemas import WEBHOOK_ADAPTER, canonical_type
+from schemas.common import Family
+from streams import topics
+from streams.admin import (
+    admin_client,
+    ensure_topics,
+    read_until_idle,
+    topic_consumer,
+    topic_partitions,
+)
+from streams.clock import rfc3339
+from streams.errors import BrokerUnavailable, EdumeStreamsError, MalformedJSON
+from streams.headers import DLQ_REASON, DLQ_SOURCE, EVENT_ID, EVENT_TYPE, RECEIVED_AT
+from streams.jsjson import DEFAULT_MAX_DEPTH, canonical
+from streams.publisher import Headers, Publisher
+from streams.settings import Settings
+from streams.state.common import UnusableEvent, derived_id
+from streams.state.links import read_request, request_id
+from streams.state.policies import parse_policy_record
+from streams.validation import summarise_validation
+from streams.worker.processing import Webhook, event_id_of, read_webhook
+from streams.worker.records import InRecord, Layout, OutRecord
+
+log = logging.getLogger(__name__)
+
+Source = Literal["webhooks", "streams"]
+SOURCES: tuple[Source, ...] = ("webhooks", "streams")
+DLQ_TOPIC: dict[Source, str] = {"webhooks": topics.WEBHOOKS_DLQ, "streams": topics.STREAMS_DLQ}
+
+RecordHeaders = list[tuple[str, bytes]]
+_EVENT_ID = re.compile(r"[0-9a-f]{64}")
+_DEAD_LETTER_HEADERS = frozenset((EVENT_ID, DLQ_REASON, DLQ_SOURCE))
+_REPLAYED_HEADERS = frozenset((EVENT_ID, EVENT_TYPE, RECEIVED_AT, DLQ_REASON, DLQ_SOURCE))
+
+
+# ------------------------------------------------------------------------ records
+
+
+class DeadLetter(InRecord):
+    """A record read from a dead-letter topic (``topic`` is the broker's name of the
+    dead-letter topic, ``TOPIC_PREFIX`` included)."""
+
+    __slots__ = ()
+
+    @property
+    def place(self) -> str:
+        """``topic/partition/offset``: what ``edume-streams.dlq.replayed`` knows it by."""
+        return self.source
+
+    def text(self, name: str) -> str | None:
+        value = self.header(name)
+        return None if value is None else value.decode("utf-8", "replace")
+
+    def time_ms(self) -> int | None:
+        """When it was dead-lettered: the record's timestamp, or else its
+        ``edume-received-at``; None when it has neither."""
+        if self.timestamp_ms >= 0:
+            return self.timestamp_ms
+        stamp = self.text(RECEIVED_AT)
+        if stamp is None:
+            return None
+        try:
+            return parse_time(stamp)
+        except ValueError:
+            return None
+
+    def received_at(self) -> bytes:
+        """The original ``edume-received-at``, or the record's own time in that form."""
+        value = self.header(RECEIVED_AT)
+        if value is not None:
+            return value
+        return rfc3339(max(self.timestamp_ms, 0)).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A dead letter's copy to republish."""
+
+    topic: str
+    """The broker's name of the topic it goes to."""
+    key: bytes
+    value: bytes
+    headers: RecordHeaders
+    replay_id: str
+    """What the copy is known by: its ``edume-event-id``, or for a link request without
+    one the SHA-256 of its value (the links agent's identity of such a request)."""
+
+    @property
+    def event_id(self) -> str | None:
+        for k, v in self.headers:
+            if k == EVENT_ID:
+                return v.decode()
+        return None
+
+
+Verdict = Literal["still invalid", "not replayable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """A dead letter left where it is, and why."""
+
+    verdict: Verdict
+    reason: str
+
+
+Decision = Replay | Leave
+
+
+# ------------------------------------------------------------------------ decisions
+
+
+def decide_webhook(
+    dead: DeadLetter, prefix: str, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Decision:
+    """An ``edume.webhooks.dlq`` record: the event the ingress would publish for its body
+    today, or why it would still refuse it. Mirrors the ingress's path (parse, canonical
+    type, ``WEBHOOK_ADAPTER``, routing id, ``EVENT_TOPIC_BY_FAMILY``)."""
+    body = dead.value
+    if body is None:
+        return Leave("still invalid", "a tombstone (no body)")
+    try:
+        document, js = canonical(body, max_depth=max_depth)
+    except MalformedJSON as exc:
+        return Leave("still invalid", f"body is {exc}")
+    if type(document) is not dict:
+        return Leave("still invalid", "body is not a JSON object")
+    received_type = document.get("type")
+    event_type = canonical_type(received_type)
+    if event_type is None:
+        return Leave(
+            "still invalid",
+            f"unknown type {received_type[:100]!r}"
+            if isinstance(received_type, str)
+            else "type missing or not a string",
+        )
+    try:
+        event = WEBHOOK_ADAPTER.validate_python(document)
+    except ValidationError as exc:
+        summary = summarise_validation(exc, document)
+        return Leave("still invalid", f"{event_type} does not match its schema: {summary}")
+    event_id = _webhook_event_id(dead, js)
+    return Replay(
+        topics.prefixed(topics.EVENT_TOPIC_BY_FAMILY[event.FAMILY], prefix),
+        str(event.routing_id).encode(),
+        js,
+        [
+            (EVENT_ID, event_id.encode()),
+            (EVENT_TYPE, event_type.encode()),
+            (RECEIVED_AT, dead.received_at()),
+        ],
+        event_id,
+    )
+
+
+def _webhook_event_id(dead: DeadLetter, js: bytes) -> str:
+    """The eventId the ingress gave the webhook: its ``edume-event-id``, or its key, or
+    else the SHA-256 of its ``JSON.stringify`` form (how the ingress computes it)."""
+    for candidate in (dead.text(EVENT_ID), (dead.key or b"").decode("ascii", "replace")):
+        if candidate and _EVENT_ID.fullmatch(candidate):
+            return candidate
+    return hashlib.sha256(js).hexdigest()
+
+
+def decide_worker_record(dead: DeadLetter, layout: Layout) -> Decision:
+    """A ``streams.dlq`` record: the copy to republish to its source topic, or why it is
+    left. ``layout`` names the topics (prefix) and gives the event topics' partitions."""
+    place = dead.text(DLQ_SOURCE) or (dead.key or b"").decode("utf-8", "replace")
+    source = parse_place(place)
+    if source is None:
+        return Leave("not replayable", "no edume-dlq-source naming the record's place")
+    topic = source[0]
+    families = {layout.name(name): family for family, name in
+                topics.EVENT_TOPIC_BY_FAMILY.items()}
+    family = families.get(topic)
+    if family is not None:
+        return _event_record(dead, place, topic, family, layout)
+    if topic == layout.name(topics.LINK_REQUESTS):
+        return _link_request(dead, place, topic)
+    if topic == layout.name(topics.TRAINING_POLICIES):
+        return _policy_record(dead)
+    return Leave("not replayable", f"from {topic}: only event topics and "
+                 f"{topics.LINK_REQUESTS} are replayed")
+
+
+def parse_place(text: str) -> tuple[str, int, int] | None:
+    """``topic/partition/offset`` as its parts; None when it is not one."""
+    parts = text.rsplit("/", 2)
+    if len(parts) != 3 or not parts[0]:
+        return None
+    topic, partition, offset = parts
+    if not (partition.isascii() and partition.isdigit() and offset.isascii()
+            and offset.isdigit()):
+        return None
+    return topic, int(partition), int(offset)
+
+
+def original_event_id(dead: DeadLetter, place: str, candidates: Iterable[str]) -> str | None:
+    """The ``edume-event-id`` the record carried before it was dead-lettered, when one of
+    ``candidates`` is it. A dead letter carries ``derived_id(original, "streams.dlq",
+    place)``, or ``derived_id(sha256(place), …)`` when the record had none; None then,
+    and None when no candidate gives the dead letter's id back."""
+    mark = dead.text(EVENT_ID)
+    for candidate in candidates:
+        if derived_id(candidate, topics.STREAMS_DLQ, place) == mark:
+            return candidate
+    return None
+
+
+def _kept_headers(dead: DeadLetter) -> RecordHeaders:
+    """The record's own headers, other than those this module sets."""
+    return [(k, v) for k, v in dead.headers if k not in _REPLAYED_HEADERS]
+
+
+def _dead_reason(out: OutRecord) -> str:
+    for k, v in out.headers:
+        if k == DLQ_REASON:
+            return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return "refused by the worker"
+
+
+def _event_record(dead: DeadLetter, place: str, topic: str, family: Family,
+                  layout: Layout) -> Decision:
+    value = dead.value
+    if value is None:
+        return Leave("still invalid", "a tombstone (no value) on an event topic")
+    # The ingress's id of the value; the original for every record the ingress wrote.
+    computed = event_id_of(value)
+    event_id = original_event_id(dead, place, [computed]) or computed
+    offset = int(place.rsplit("/", 1)[1])
+    dlq = layout.name(topics.STREAMS_DLQ)
+    # The worker's rules, as the worker applies them: read where the record was (its key is
+    # not kept), which gives the key and partition it belongs at, then read it there.
+    probe = InRecord(topic, -1, offset, None, value, [], dead.timestamp_ms)
+    read: Webhook | OutRecord = read_webhook(probe, family, layout)
+    if isinstance(read, OutRecord):
+        if read.topic == dlq or read.partition is None:
+            return Leave("still invalid", _dead_reason(read))
+        placed = InRecord(topic, read.partition, offset, read.key, value,
+                          [(EVENT_ID, event_id.encode())], dead.timestamp_ms)
+        read = read_webhook(placed, family, layout)
+        if isinstance(read, OutRecord):
+            return Leave("still invalid", _dead_reason(read))
+    return Replay(
+        topic,
+        read.key.encode(),
+        value,
+        [
+            (EVENT_ID, event_id.encode()),
+            (EVENT_TYPE, read.event.CANONICAL_TYPE.encode()),
+            (RECEIVED_AT, dead.received_at()),
+            *_kept_headers(dead),
+        ],
+        event_id,
+    )
+
+
+def _link_request(dead: DeadLetter, place: str, topic: str) -> Decision:
+    request = read_request(dead.value)
+    if isinstance(request, tuple):
+        return Leave("still invalid", request[1])
+    value = dead.value or b""
+    original = original_event_id(dead, place, [hashlib.sha256(value).hexdigest()])
+    record_headers: RecordHeaders = []
+    if original is not None:
+        record_headers.append((EVENT_ID, original.encode()))
+    record_headers += [(k, v) for k, v in dead.headers if k not in _DEAD_LETTER_HEADERS]
+    return Replay(topic, request.externalUserId.encode(), value, record_headers,
+                  request_id(value, original))
+
+
+def _policy_record(dead: DeadLetter) -> Decision:
+    value = dead.value
+    if value is None:
+        return Leave("not replayable",
+                     "a policy tombstone: the dead letter does not keep its key")
+    course = _course_id_of(value)
+    try:
+        parse_policy_record(str(course if course is not None else 0).encode(), value)
+    except UnusableEvent as exc:
+        return Leave("still invalid", str(exc))
+    return Leave(
+        "not replayable",
+        f"a policy is not republished: the record is on {topics.TRAINING_POLICIES}, which "
+        "every worker reads from its beginning (set it anew with `edume-streams policy set`)",
+    )
+
+
+def _course_id_of(value: bytes) -> int | None:
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    course = document.get("courseId") if isinstance(document, dict) else None
+    return course if type(course) is int and course >= 0 else None
+
+
+# ------------------------------------------------------------------------ time
+
+
+def parse_time(text: str) -> int:
+    """An RFC 3339 time (``2026-01-02T03:04:05Z``, fractions and offsets allowed) or a date
+    (``2026-01-02``, midnight UTC) as milliseconds since the epoch. A time without an
+    offset is refused: it would be read in some zone the operator did not say."""
+    value = text.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        day = date.fromisoformat(value)
+        return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+                        r"([Zz]|[+-]\d{2}:\d{2})?", value):
+        raise ValueError(f"not an RFC 3339 time or a date: {text!r}")
+    moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset: add Z or +HH:MM")
+    return round(moment.timestamp() * 1000)
+
+
+# ------------------------------------------------------------------------ bookkeeping
+
+
+class ReplayLog:
+    """What ``edume-streams.dlq.replayed`` says: the dead letters replayed (by place, with
+    the dead letter's own ``edume-event-id``, so that a dead-letter topic deleted and
+    created anew, whose offsets start over, is not mistaken for the old one) and the
+    copies republished (topic and identity)."""
+
+    def __init__(self) -> None:
+        self.places: dict[str, str | None] = {}
+        self.copies: set[tuple[str, str]] = set()
+
+    def load(self, key: bytes | None, value: bytes | None) -> None:
+        """Take one record of the topic; records that are not ours are ignored."""
+        if key is None or value is None:
+            return
+        try:
+            entry = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(entry, dict):
+            return
+        dlq_id = entry.get("dlqEventId")
+        self.places[key.decode("utf-8", "replace")] = dlq_id if isinstance(dlq_id, str) else None
+        topic, replay_id = entry.get("topic"), entry.get("replayId")
+        if isinstance(topic, str) and isinstance(replay_id, str):
+            self.copies.add((topic, replay_id))
+
+    def replayed(self, dead: DeadLetter) -> bool:
+        return dead.place in self.places and self.places[dead.place] == dead.text(EVENT_ID)
+
+    def has_copy(self, replay: Replay) -> bool:
+        return (replay.topic, replay.replay_id) in self.copies
+
+    def add(self, dead: DeadLetter, replay: Replay) -> None:
+        self.places[dead.place] = dead.text(EVENT_ID)
+        self.copies.add((replay.topic, replay.replay_id))
+
+    @staticmethod
+    def record(dead: DeadLetter, replay: Replay, replayed_at_ms: int) -> tuple[bytes, bytes]:
+        """The key and value that record ``dead`` as replayed by ``replay``."""
+        value = {
+            "dlqRecord": dead.place,
+            "dlqEventId": dead.text(EVENT_ID),
+            "topic": replay.topic,
+            "replayId": replay.replay_id,
+            "eventId": replay.event_id,
+            "replayedAt": rfc3339(replayed_at_ms),
+        }
+        return dead.place.encode(), orjson.dumps(value)
+
+
+@dataclass
+class Tally:
+    """What became of one dead-letter topic's records."""
+
+    replayed: int = 0
+    still_invalid: int = 0
+    replayed_before: int = 0
+    not_replayable: int = 0
+    before_since: int = 0
+    reasons: Counter[tuple[Verdict, str]] = field(default_factory=Counter)
+
+    def line(self, name: str, *, dry_run: bool) -> str:
+        verb = "would replay" if dry_run else "replayed"
+        return (f"{name}: {self.replayed} {verb}, {self.still_invalid} still invalid, "
+                f"{self.replayed_before} replayed before, {self.not_replayable} not "
+                f"replayable, {self.before_since} before --since")
+
+    def __iadd__(self, other: Tally) -> Tally:
+        self.replayed += other.replayed
+        self.still_invalid += other.still_invalid
+        self.replayed_before += other.replayed_before
+        self.not_replayable += other.not_replayable
+        self.before_since += other.before_since
+        self.reasons.update(other.reasons)
+        return self
+
+
+Action = Literal["publish", "record", "none"]
+
+
+class Planner:
+    """Decides, dead letter by dead letter, what a replay does, and counts it.
+
+    ``publish``: republish the copy (then record the dead letter once it is acknowledged);
+    ``record``: the same copy was already republished (from another dead letter), so only
+    record this one; ``none``: leave it (counted by why)."""
+
+    def __init__(self, replay_log: ReplayLog, *, prefix: str, layout: Layout,
+                 max_depth: int = DEFAULT_MAX_DEPTH, since_ms: int | None = None) -> None:
+        self.log = replay_log
+        self.prefix = prefix
+        self.layout = layout
+        self.max_depth = max_depth
+        self.since_ms = since_ms
+        self.tallies: dict[str, Tally] = {}
+        self._webhooks_dlq = topics.prefixed(topics.WEBHOOKS_DLQ, prefix)
+
+    def tally(self, topic: str) -> Tally:
+        return self.tallies.setdefault(topic, Tally())
+
+    def decide(self, dead: DeadLetter) -> Decision:
+        if dead.topic == self._webhooks_dlq:
+            return decide_webhook(dead, self.prefix, self.max_depth)
+        return decide_worker_record(dead, self.layout)
+
+    def consider(self, dead: DeadLetter) -> tuple[Action, Replay | None]:
+        tally = self.tally(dead.topic)
+        if self.since_ms is not None:
+            at = dead.time_ms()
+            if at is None or at < self.since_ms:
+                tally.before_since += 1
+                return "none", None
+        if self.log.replayed(dead):
+            tally.replayed_before += 1
+            return "none", None
+        decision = self.decide(dead)
+        if isinstance(decision, Leave):
+            if decision.verdict == "still invalid":
+                tally.still_invalid += 1
+            else:
+                tally.not_replayable += 1
+            tally.reasons[(decision.verdict, decision.reason)] += 1
+            return "none", None
+        if self.log.has_copy(decision):
+            tally.replayed_before += 1
+            self.log.add(dead, decision)
+            return "record", decision
+        tally.replayed += 1
+        self.log.add(dead, decision)
+        return "publish", decision
+
+    def total(self) -> Tally:
+        total = Tally()
+        for tally in self.tallies.values():
+            total += tally
+        return total
+
+
+# ------------------------------------------------------------------------ the shell
+
+
+@dataclass
+class Outcome:
+    """What a replay did: the counts per dead-letter topic, and what went wrong, if
+    anything did (some copies or records not acknowledged: what was, is recorded)."""
+
+    planner: Planner
+    dead_letter_topics: list[str]
+    error: str | None = None
+
+
+async def replay(
+    settings: Settings,
+    sources: Sequence[Source] = SOURCES,
+    *,
+    dry_run: bool = False,
+    since_ms: int | None = None,
+    idle_s: float = 1.0,
+    err: TextIO | None = None,
+    timeout_s: float = 30.0,
+) -> Outcome:
+    """Replay the dead letters of ``sources``; see the module. Progress lines on ``err``."""
+    prefix = settings.topic_prefix
+    bootstrap = settings.kafka_bootstrap_servers
+    say: Callable[[str], None] = (lambda line: print(line, file=err)) if err else log.info
+    dlq_topics = [topics.prefixed(DLQ_TOPIC[s], prefix) for s in sources]
+    event_topics = [topics.prefixed(n, prefix) for n in topics.EVENT_TOPIC_BY_FAMILY.values()]
+    targets = list(event_topics)
+    if "streams" in sources:
+        targets.append(topics.prefixed(topics.LINK_REQUESTS, prefix))
+    marker_topic = topics.prefixed(topics.DLQ_REPLAYED, prefix)
+
+    async with admin_client(bootstrap) as admin:
+        existing = set(await admin.list_topics())
+    missing = [n for n in [*dlq_topics, *targets] if n not in existing]
+    if missing:
+        raise EdumeStreamsError(
+            f"topics missing at {bootstrap}: {', '.join(missing)}; create them with "
+            "`edume-streams topics create`"
+        )
+    if marker_topic not in existing and not dry_run:
+        await ensure_topics(bootstrap, prefix, [topics.BY_NAME[topics.DLQ_REPLAYED]],
+                            settings.topic_replication_factor)
+        existing.add(marker_topic)
+    layout = Layout(prefix, await topic_partitions(bootstrap, event_topics))
+
+    replay_log = ReplayLog()
+    if marker_topic in existing:
+        async with topic_consumer(bootstrap, fetch_max_wait_ms=100) as consumer:
+            await _assign(consumer, [marker_topic])
+            async for batch in read_until_idle(consumer, idle_s):
+                for r in batch:
+                    replay_log.load(r.key, r.value)
+    copies_before = set(replay_log.copies)
+
+    planner = Planner(replay_log, prefix=prefix, layout=layout,
+                      max_depth=settings.max_json_depth, since_ms=since_ms)
+    for name in dlq_topics:
+        planner.tally(name)
+    writer = None if dry_run else _Writer(settings, timeout_s)
+    pending: list[tuple[DeadLetter, Replay]] = []
+    async with topic_consumer(bootstrap, fetch_max_wait_ms=100) as consumer:
+        await _assign(consumer, dlq_topics)
+        async for batch in read_until_idle(consumer, idle_s):
+            for r in batch:
+                dead = DeadLetter(r.topic, r.partition, r.offset, r.key, r.value,
+                                  list(r.headers), r.timestamp)
+                action, copy = planner.consider(dead)
+                if copy is None:
+                    continue
+                verb = "would replay" if dry_run else "replaying"
+                if action == "record":
+                    verb = "already replayed (same copy)"
+                say(f"{dead.place}: {verb} to {copy.topic} as {copy.replay_id}")
+                if action == "publish" and writer is not None:
+                    writer.send(copy.topic, copy.key, copy.value, copy.headers,
+                                (copy.topic, copy.replay_id))
+                pending.append((dead, copy))
+
+    outcome = Outcome(planner, dlq_topics)
+    if writer is not None:
+        # Every copy acknowledged first; then a record for each dead letter whose copy was
+        # acknowledged now or republished by an earlier run.
+        confirmed = writer.finish() | copies_before
+        now_ms = int(time.time() * 1000)
+        for dead, copy in pending:
+            if (copy.topic, copy.replay_id) in confirmed:
+                key, value = ReplayLog.record(dead, copy, now_ms)
+                writer.send(marker_topic, key, value, [], dead.place)
+        writer.finish()
+        if writer.errors:
+            outcome.error = (
+                f"{len(writer.errors)} writes were not acknowledged (first: "
+                f"{writer.errors[0]}); the dead letters whose copy and record were are "
+                "recorded as replayed. Run again: a copy not recorded is republished with "
+                "the same edume-event-id, which consumers drop as a repeat"
+            )
+    return outcome
+
+
+async def _assign(consumer: AIOKafkaConsumer, names: Sequence[str]) -> None:
+    tps = []
+    for name in names:
+        numbers = consumer.partitions_for_topic(name)
+        if not numbers:
+            raise BrokerUnavailable(
+                f"topic {name!r} does not exist; create it with `edume-streams topics create`"
+            )
+        tps += [TopicPartition(name, p) for p in sorted(numbers)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+
+
+class _Writer:
+    """A librdkafka producer configured as the ingress's (acks=all, murmur2 of the key);
+    ``finish`` waits for every acknowledgement and answers the tags of those acknowledged."""
+
+    def __init__(self, settings: Settings, timeout_s: float) -> None:
+        config = Publisher(settings, client_id="edume-streams-dlq-replay", extra_config={
+            "message.timeout.ms": int(timeout_s * 1000),
+        }).config()
+        self._producer = Producer(config)
+        self._timeout_s = timeout_s
+        self._done: set[Any] = set()
+        self.errors: list[str] = []
+
+    def send(self, topic: str, key: bytes, value: bytes, record_headers: RecordHeaders,
+             tag: Any) -> None:
+        def delivered(error: Any, _message: Any) -> None:
+            if error is None:
+                self._done.add(tag)
+            else:
+                self.errors.append(str(error))
+
+        as_sent: Headers = [*record_headers]
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=delivered,
+                                       headers=as_sent)
+                break
+            except BufferError:
+                self._producer.flush(self._timeout_s)
+            except KafkaException as exc:
+                raise BrokerUnavailable(f"the producer refused a record: {exc}") from None
+        self._producer.poll(0)
+
+    def finish(self) -> set[Any]:
+        left = self._producer.flush(self._timeout_s)
+        if left:
+            self.errors.append(f"{left} records not acknowledged in {self._timeout_s:.0f}s")
+        done, self._done = self._done, set()
+        return done
+
+
+def reason_lines(outcome: Outcome, limit: int = 10) -> list[str]:
+    """The commonest reasons dead letters were left, per topic, most frequent first."""
+    lines = []
+    for name in outcome.dead_letter_topics:
+        tally = outcome.planner.tally(name)
+        ranked = tally.reasons.most_common()
+        for (verdict, reason), count in ranked[:limit]:
+            lines.append(f"{name}: {count} {verdict}: {reason}")
+        if len(ranked) > limit:
+            rest = sum(count for _, count in ranked[limit:])
+            lines.append(f"{name}: {rest} more left for {len(ranked) - limit} other reasons")
+    return lines
+
+
+def count_lines(outcome: Outcome, *, dry_run: bool) -> list[str]:
+    """One line per dead-letter topic, then the total."""
+    lines = [outcome.planner.tally(n).line(n, dry_run=dry_run)
+             for n in outcome.dead_letter_topics]
+    lines.append(outcome.planner.total().line("total", dry_run=dry_run))
+    return lines
