@@ -204,7 +204,11 @@ def latency(bootstrap: str, prefix: str, rate: int, seconds: float,
     try:
         wait_http(f"http://127.0.0.1:{http_port}/readyz", 60)
         wait_http(f"http://127.0.0.1:{web_port}/readyz", 90)
-        return asyncio.run(_post_and_time(bootstrap, prefix, http_port, rate, seconds))
+        result = asyncio.run(_post_and_time(bootstrap, prefix, http_port, rate, seconds))
+        batches = metric(web_port, "edume_worker_batch_seconds_count")
+        result["batch_ms"] = metric(web_port, "edume_worker_batch_seconds_sum") / batches * 1000
+        result["batch_events"] = metric(web_port, "edume_worker_events_consumed_total") / batches
+        return result
     finally:
         stop(ingress)
         stop(worker)
@@ -493,6 +497,8 @@ def main() -> None:
             print(f"  of which          : POST to 202 p50 {lat['ingress_p50_ms']:.1f} / p99 "
                   f"{lat['ingress_p99_ms']:.1f} ms; 202 to the output written p50 "
                   f"{lat['worker_p50_ms']:.1f} / p99 {lat['worker_p99_ms']:.1f} ms")
+            print(f"  worker batches    : {lat['batch_events']:.1f} events each, "
+                  f"{lat['batch_ms']:.1f} ms from taking one to its writes acknowledged")
         if "links" not in args.skip:
             preload_catalog(b, "lk.")
             preload_requests(b, "lk.links.requests", args.link_requests, 10_000)
