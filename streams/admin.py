@@ -116,10 +116,12 @@ async def ensure_topics(
 async def topic_partitions(
     bootstrap: str, names: Iterable[str], timeout_s: float = 15.0
 ) -> dict[str, int]:
-    """Partition counts of the topics of ``names`` that exist (missing ones left out).
-    Name only topics known to exist: see the module on automatic topic creation."""
+    """Partition counts of the topics of ``names`` that exist (missing ones left out). The
+    topics are listed first and only listed ones described: describing a missing topic
+    could create it with the broker's defaults (see the module on automatic creation)."""
     async with admin_client(bootstrap, timeout_s) as admin:
-        return await _partition_counts(admin, list(names))
+        existing = set(await admin.list_topics())
+        return await _partition_counts(admin, [n for n in names if n in existing])
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:

@@ -20,9 +20,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cli(broker: EmbeddedBroker, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(broker: EmbeddedBroker, prefix: str, *args: str,
+        **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_"))}
-    env.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, TOPIC_PREFIX=prefix)
+    env.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, TOPIC_PREFIX=prefix, **extra_env)
     return subprocess.run([sys.executable, "-m", "streams", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -63,3 +64,17 @@ async def test_topics_policies_and_a_link_request_from_the_command_line(
     assert headers.RECEIVED_AT in dict(record.headers)
     refused = cli(broker, prefix, "request-link", "course", "abc", "--user", "u")
     assert refused.returncode == 2 and "CONTENT_ID must be a decimal id" in refused.stderr
+
+
+async def test_a_worker_without_its_topics_says_so_and_creates_none(
+    broker: EmbeddedBroker, prefix: str
+) -> None:
+    from streams.admin import admin_client
+
+    result = cli(broker, prefix, "worker", EDUME_LINK_SECRET="s", KAFKA_EMBEDDED_BROKER="true")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "create them with `edume-streams topics create`" in result.stderr
+    assert f"{prefix}{topics.LEARNER_EVENTS}" in result.stderr
+    async with admin_client(broker.bootstrap, 15.0) as admin:
+        names = set(await admin.list_topics())
+    assert f"{prefix}{topics.LEARNER_EVENTS}" not in names  # asking did not create it
