@@ -32,6 +32,7 @@ from streams.publisher import Publisher
 from streams.settings import Settings, parse_bootstrap
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.processing import (
+    CATALOG_BUILD_WAIT_S,
     CourseProcessor,
     LearnerProcessor,
     LinkProcessor,
@@ -219,11 +220,7 @@ class Worker:
         records = [in_record(e.message) for e in events]
         self._check_offsets(records)
         if isinstance(processor, LinkProcessor):
-            # Polled: the wait ends on a catalog change or on the clock (the grace).
-            while processor.waiting_on_catalog(  # noqa: ASYNC110
-                records, int(time.time() * 1000)
-            ):
-                await asyncio.sleep(0.1)
+            await self._wait_for_catalog(processor, records)
         async with self._lock(table):
             step = processor.process(records, table.get)
             await self._commit(step, table)
@@ -232,6 +229,24 @@ class Worker:
             tp_key = (record.topic, record.partition)
             done[tp_key] = max(done.get(tp_key, 0), record.offset + 1)
         self.metrics.batch_done(step, len(events), time.perf_counter() - started)
+
+    async def _wait_for_catalog(self, processor: LinkProcessor,
+                                records: Sequence[InRecord]) -> None:
+        """Hold a batch of links the catalog would refuse until the catalog can be trusted:
+        a young course link waits up to ``CATALOG_GRACE_S`` for a course event that may be
+        a moment behind, and any course link up to ``CATALOG_BUILD_WAIT_S`` while the
+        worker's copy of the catalog is behind the course topics (the copy is read by its
+        own consumer, so this wait never holds up the reading it waits for). Polled: the
+        wait ends on a catalog change or on the clock."""
+        build_deadline = time.monotonic() + CATALOG_BUILD_WAIT_S
+        while True:
+            now_ms = int(time.time() * 1000)
+            young = processor.waiting_on_catalog(records, now_ms)
+            building = (time.monotonic() < build_deadline and not self.replica.caught_up()
+                        and processor.waiting_on_catalog(records, now_ms, any_age=True))
+            if not (young or building):
+                return
+            await asyncio.sleep(0.1)
 
     async def _fire_reminders(self) -> None:
         """Fire the reminders due on this worker's learner partitions (Faust runs this on

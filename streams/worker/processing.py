@@ -356,6 +356,10 @@ def check_policies(records: Sequence[InRecord], layout: Layout) -> Step:
 CATALOG_GRACE_S = 10.0
 """How long a young course link waits for the catalog to show its course (see
 ``LinkProcessor.waiting_on_catalog``)."""
+CATALOG_BUILD_WAIT_S = 120.0
+"""How long a course link of any age waits while the worker's copy of the catalog is
+behind the course topics (after a start with a backlog, say): requests older than the
+grace would otherwise be refused for courses whose events are still to be read."""
 
 
 class LinkProcessor:
@@ -377,17 +381,19 @@ class LinkProcessor:
     def __repr__(self) -> str:  # the secret stays out of any trace
         return f"LinkProcessor(base_url={self.base_url!r})"
 
-    def waiting_on_catalog(self, records: Sequence[InRecord], now_ms: int) -> bool:
+    def waiting_on_catalog(self, records: Sequence[InRecord], now_ms: int,
+                           *, any_age: bool = False) -> bool:
         """Whether a course link of the batch, younger than ``CATALOG_GRACE_S``, would be
         rejected for what the catalog does not show yet (course unknown, not published,
         team not assigned). Course events and learner events travel on different topics:
         a learner assigned a course just created can come first, and every worker's copy
         of the catalog follows the course agent's changelog a moment behind. The shell
         waits (at most the grace) before deciding such a batch; a deletion is final and
-        is not waited on."""
+        is not waited on. ``any_age``: whatever the records' age (the shell asks this
+        while the worker's copy of the catalog is behind its topics)."""
         grace_ms = CATALOG_GRACE_S * 1000
         for record in records:
-            if now_ms - record.timestamp_ms > grace_ms:
+            if not any_age and now_ms - record.timestamp_ms > grace_ms:
                 continue
             issue = self._peek_issue(record)
             if issue is None or issue.kind != "course":

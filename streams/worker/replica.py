@@ -6,6 +6,12 @@ other producers may partition differently. Both are small (a record per course),
 worker reads all of them, rather than re-partitioning the learner stream by course:
 
 - the catalog table's changelog (compacted, written by whichever worker owns the course);
+- the course events themselves (``edume.course.events`` and its re-keying topic), folded
+  with the same pure reducer: a worker's copy does not wait for the course agent (which
+  may be another worker, or this one blocked behind a batch of links waiting for the
+  catalog), and ``caught_up`` says when the copy holds everything the topics held at the
+  last fetch. Changelog states and events merge: a state replaces the copy's entry only
+  when it holds every event the entry holds;
 - ``training.policies`` (compacted, written by ``edume-streams policy`` or any client).
 
 A plain consumer outside the consumer group reads every partition of both from the
@@ -20,15 +26,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
+from typing import cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
-from streams import topics
-from streams.state.catalog import CourseEntry
+from schemas import WEBHOOK_ADAPTER
+from streams import headers, topics
+from streams.state.catalog import CourseEntry, CourseEvent, apply_course_event
 from streams.state.codec import decode_course
-from streams.state.common import UnusableEvent
+from streams.state.common import UnusableEvent, meta_of
 from streams.state.policies import PolicyBook, parse_policy_record
+from streams.worker.processing import event_id_of
 from streams.worker.records import Layout
 
 log = logging.getLogger(__name__)
@@ -44,10 +55,15 @@ class Replica:
         self.ready = asyncio.Event()
         self._catalog_topic = layout.name(topics.CATALOG_CHANGELOG)
         self._policy_topic = layout.name(topics.TRAINING_POLICIES)
+        self._event_topics = (layout.name(topics.COURSE_EVENTS),
+                              layout.name(topics.COURSE_REKEY))
         self._layout = layout
         self._retry_s = retry_s
         self._task: asyncio.Task[None] | None = None
         self.records_read = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._next: dict[TopicPartition, int] = {}
+        """Per partition followed, the offset after the last record applied."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="replica")
@@ -70,18 +86,21 @@ class Replica:
             )
             try:
                 await consumer.start()
+                self._consumer = consumer
                 await self._follow(consumer)
             except (KafkaError, OSError) as exc:
                 log.warning("reading the catalog and policies failed (%s); again in %.0fs",
                             type(exc).__name__, self._retry_s)
             finally:
+                self._consumer = None
+                self._next.clear()
                 await consumer.stop()
             await asyncio.sleep(self._retry_s)
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         tps = [
             TopicPartition(topic, p)
-            for topic in (self._catalog_topic, self._policy_topic)
+            for topic in (self._catalog_topic, self._policy_topic, *self._event_topics)
             for p in range(self._layout.partitions[topic])
         ]
         consumer.assign(tps)
@@ -95,8 +114,14 @@ class Replica:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             for tp, records in batch.items():
                 for record in records:
-                    self._apply(tp, record.key, record.value, record.timestamp, record.offset)
+                    if tp.topic in self._event_topics:
+                        self._apply_event(record.value, record.headers)
+                    else:
+                        self._apply(tp, record.key, record.value, record.timestamp,
+                                    record.offset)
                 self.records_read += len(records)
+                if records:
+                    self._next[tp] = records[-1].offset + 1
                 if tp in targets and records[-1].offset + 1 >= targets[tp]:
                     del targets[tp]
             if not targets and not self.ready.is_set():
@@ -114,4 +139,40 @@ class Replica:
             self.policies.apply(course_id, policy, (timestamp_ms, tp.partition, offset))
         elif value is not None and key is not None:
             entry = decode_course(value)
-            self.catalog[entry.course_id] = entry
+            held = self.catalog.get(entry.course_id)
+            if held is None or held.event_ids <= entry.event_ids:
+                self.catalog[entry.course_id] = entry
+
+    def _apply_event(self, value: bytes | None,
+                     record_headers: Sequence[tuple[str, bytes]]) -> None:
+        """A course event into the copy (an unusable one is the course agent's to dead-letter;
+        one under another key is applied here by the course it names)."""
+        if value is None:
+            return
+        try:
+            event = WEBHOOK_ADAPTER.validate_json(value)
+            if event.FAMILY != "course":
+                return
+            given = dict(record_headers).get(headers.EVENT_ID)
+            event_id = given.decode() if given else event_id_of(value)
+            meta = meta_of(event_id, event.timestamp)
+        except (ValidationError, UnusableEvent, UnicodeDecodeError):
+            return
+        course_id = int(event.routing_id)
+        entry = self.catalog.get(course_id)
+        if entry is None:
+            entry = self.catalog[course_id] = CourseEntry(course_id)
+        apply_course_event(entry, cast(CourseEvent, event), meta)
+
+    def caught_up(self) -> bool:
+        """Whether the copy holds everything the followed topics held at the last fetch (by
+        the high watermark of the fetch responses, which the embedded broker answers right,
+        unlike its ListOffsets)."""
+        consumer = self._consumer
+        if consumer is None or not self.ready.is_set():
+            return False
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None or self._next.get(tp, 0) < highwater:
+                return False
+        return True

@@ -39,15 +39,19 @@ def now_stamp(offset_s: float = 0.0) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
-def publish_requests(bootstrap: str, topic: str,
-                     requests: list[tuple[str, bytes, str | None]]) -> None:
-    """As a downstream app might: librdkafka's default partitioner (CRC32, not murmur2),
-    some records with an ``edume-event-id``, some without."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+def publish_requests(bootstrap: str, topic: str, requests: list[tuple[str, bytes, str | None]],
+                     partitioner: str = "consistent_random") -> None:
+    """As a downstream app might: librdkafka's default partitioner (CRC32, not murmur2) or
+    murmur2, some records with an ``edume-event-id``, some without. Stamped a minute ago:
+    a worker that starts with them waiting must not refuse them while its catalog is still
+    behind the course topics, however old they are."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all",
+                         "partitioner": partitioner})
     failures: list[Any] = []
+    minute_ago_ms = int((time.time() - 60) * 1000)
     for key, value, event_id in requests:
         hdrs = [(headers.EVENT_ID, event_id.encode())] if event_id else None
-        producer.produce(topic, value, key.encode(), headers=hdrs,
+        producer.produce(topic, value, key.encode(), headers=hdrs, timestamp=minute_ago_ms,
                          on_delivery=lambda err, _m: failures.append(err) if err else None)
     assert producer.flush(30) == 0 and not failures
 
@@ -66,7 +70,10 @@ async def test_requests_and_assignments_give_one_signed_link_each(
 ) -> None:
     await ensure_topics(broker.bootstrap, prefix)
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap, topic_prefix=prefix)
+    # Other courses first: the worker starts with a backlog of course events ahead of the
+    # ones its link requests need, and must not refuse a request meanwhile.
     publish(broker.bootstrap, prefix, [
+        *(e for c in range(10_000, 14_000) for e in course_story(c, [1])),
         *course_story(501, [7, 8]), *course_story(503, [7]), *course_story(504, []),
         course_story(502, [7])[0],  # added, never published
         event({"type": "course.deleted", "timestamp": "2026-10-02T00:00:00.000Z", "payload": {
@@ -106,16 +113,20 @@ async def test_requests_and_assignments_give_one_signed_link_each(
         (("dave", b"{not json", None), "malformed request: not JSON"),
     ]
     requests_topic = prefix + topics.LINK_REQUESTS
-    publish_requests(broker.bootstrap, requests_topic,
-                     [*valid, r1, r2_again, *(r for r, _ in refused)])
+    # The valid ones from a client that partitions as the ingress does (murmur2: read at
+    # once), the refused ones from one with librdkafka's default (CRC32: re-keyed first).
+    publish_requests(broker.bootstrap, requests_topic, [*valid, r1, r2_again],
+                     partitioner="murmur2_random")
+    publish_requests(broker.bootstrap, requests_topic, [r for r, _ in refused])
 
     worker = WorkerProcess(broker.bootstrap, prefix, tmp_path).start()
     try:
         await worker.wait_ready(90)
         issued = await read_topic(broker.bootstrap, prefix + topics.LINK_ISSUED, 6,
                                   timeout_s=40, grace_s=1.5)
+        # (a re-keyed request is young again: one the catalog refuses waits out the grace)
         rejected = await read_topic(broker.bootstrap, prefix + topics.LINK_REJECTED,
-                                    len(refused), grace_s=1.0)
+                                    len(refused), timeout_s=40, grace_s=1.0)
         urls = sorted(json.loads(r.value)["url"] for r in issued)
         assert urls == sorted([
             signed("course", "alice smith", 501, [7, 8]),

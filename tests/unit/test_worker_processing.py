@@ -272,6 +272,7 @@ def test_a_young_course_link_waits_for_the_catalog_an_old_one_does_not() -> None
     assert not proc.waiting_on_catalog([rec], now)
     del replica.catalog[5]
     assert not proc.waiting_on_catalog([rec], now + 60_000)  # past the grace: decide
+    assert proc.waiting_on_catalog([rec], now + 60_000, any_age=True)  # copy behind
     asked = record(link_request("u", kind="course", contentId=5), "u", topics.LINK_REQUESTS)
     assert proc.waiting_on_catalog([asked], now)  # a request is decided at once: it waits too
     other = record(link_request("u", kind="lesson", contentId=5, teamIds=[1]), "u",
