@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,37 @@ def preload(bootstrap: str, topic: str, events: int, learners: int) -> None:
     assert producer.flush(60) == 0
 
 
-async def plain_loop(bootstrap: str, topic: str, out_topic: str, events: int) -> dict[str, float]:
-    """The ceiling: consume, update a dict per key, produce a record per event."""
+def count_learner_events() -> Callable[[Any], bytes]:
+    """The plain loop's work per learner event: update a dict per learner."""
+    state: dict[bytes, dict[str, Any]] = {}
+
+    def step(r: Any) -> bytes:
+        doc = orjson.loads(r.value)
+        entry = state.setdefault(r.key, {"events": 0, "ids": set()})
+        entry["events"] += 1
+        entry["ids"].add(hashlib.sha256(r.value).hexdigest())
+        entry["last"] = doc["timestamp"]
+        return orjson.dumps({"n": entry["events"]})
+
+    return step
+
+
+def sign_requested_link(r: Any) -> bytes:
+    """The plain loop's work per link request: build and sign the link with the same
+    function the worker uses."""
+    from streams.signing import build_link, sign_link
+
+    doc = orjson.loads(r.value)
+    url = sign_link(build_link("course", base_url="https://learn.edume.com/e",
+                               external_user_id=doc["externalUserId"],
+                               content_id=doc["contentId"], team_ids=[7, 8]),
+                    "bench-link-secret")
+    return orjson.dumps({"url": url})
+
+
+async def plain_loop(bootstrap: str, topic: str, out_topic: str, events: int,
+                     step: Callable[[Any], bytes]) -> dict[str, float]:
+    """The ceiling: consume, ``step`` each record, produce what it answers."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_poll_records=1000)
@@ -109,20 +139,13 @@ async def plain_loop(bootstrap: str, topic: str, out_topic: str, events: int) ->
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        state: dict[bytes, dict[str, Any]] = {}
         seen = 0
         cpu0, t0 = time.process_time(), time.perf_counter()
         while seen < events:
             batch = await consumer.getmany(timeout_ms=1000)
             for records in batch.values():
                 for r in records:
-                    doc = orjson.loads(r.value)
-                    entry = state.setdefault(r.key, {"events": 0, "ids": set()})
-                    entry["events"] += 1
-                    entry["ids"].add(hashlib.sha256(r.value).hexdigest())
-                    entry["last"] = doc["timestamp"]
-                    await producer.send(out_topic, orjson.dumps({"n": entry["events"]}),
-                                        key=r.key)
+                    await producer.send(out_topic, step(r), key=r.key)
                 seen += len(records)
         await producer.flush()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -152,8 +175,10 @@ def metric(port: int, name: str) -> float:
 
 
 def run_worker(bootstrap: str, prefix: str, events: int, extra: dict[str, str],
-               log: Path, profile: Path | None = None) -> dict[str, float]:
-    """A worker from the first record to the last; its CPU per event and peak RSS."""
+               log: Path, profile: Path | None = None,
+               done_metric: str = "edume_worker_events_consumed_total") -> dict[str, float]:
+    """A worker from its first record until ``done_metric`` reaches ``events`` (at most 10
+    minutes); its CPU per unit and peak RSS."""
     port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
@@ -170,9 +195,10 @@ def run_worker(bootstrap: str, prefix: str, events: int, extra: dict[str, str],
                                     "raw", "--rate", "200", "--threads", "-o", str(profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         done = 0.0
-        while done < events:
+        deadline = time.monotonic() + 600
+        while done < events and time.monotonic() < deadline:
             time.sleep(0.25)  # each scrape costs the worker CPU: not too often
-            done = metric(port, "edume_worker_events_consumed_total")
+            done = metric(port, done_metric)
         wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
         if spy is not None:
             spy.send_signal(2)
@@ -322,70 +348,6 @@ def preload_requests(bootstrap: str, topic: str, count: int, users: int) -> None
     assert producer.flush(60) == 0
 
 
-async def plain_link_loop(bootstrap: str, topic: str, out_topic: str,
-                          count: int) -> dict[str, float]:
-    """The ceiling for links: consume a request, build and sign its link with the same
-    function the worker uses, produce it."""
-    from streams.signing import build_link, sign_link
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_poll_records=1000)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await consumer.start()
-    await producer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        seen = 0
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        while seen < count:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
-                for r in records:
-                    doc = orjson.loads(r.value)
-                    url = sign_link(build_link("course", base_url="https://learn.edume.com/e",
-                                               external_user_id=doc["externalUserId"],
-                                               content_id=doc["contentId"], team_ids=[7, 8]),
-                                    "bench-link-secret")
-                    await producer.send(out_topic, orjson.dumps({"url": url}), key=r.key)
-                seen += len(records)
-        await producer.flush()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    finally:
-        await producer.stop()
-        await consumer.stop()
-    return {"events": seen, "seconds": wall, "rate": seen / wall, "cpu_us": cpu / seen * 1e6}
-
-
-def run_link_worker(bootstrap: str, prefix: str, count: int, extra: dict[str, str],
-                    log: Path) -> dict[str, float]:
-    """A worker turning ``count`` pre-loaded requests into signed links: request in,
-    issue-link event and signed link out (and the issue-link event read back)."""
-    port = free_port()
-    issued = f'edume_worker_records_written_total{{topic="{prefix}links.issued"}}'
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
-                                env=worker_env(bootstrap, prefix, port, extra),
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", 60)
-        while metric(port, "edume_worker_events_consumed_total") == 0:
-            time.sleep(0.01)
-        cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-        done = 0.0
-        deadline = time.monotonic() + 600
-        while done < count and time.monotonic() < deadline:
-            time.sleep(0.25)
-            done = metric(port, issued)
-        wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
-    finally:
-        stop(proc)
-    return {"events": done, "seconds": wall, "rate": done / wall, "cpu_us": cpu / done * 1e6}
-
-
 def link_latency(bootstrap: str, prefix: str, rate: int, seconds: float,
                  extra: dict[str, str], log: Path) -> dict[str, float]:
     """Requests at ``rate``/s into a running worker; the time from each request's send to
@@ -475,7 +437,7 @@ def main() -> None:
         if "throughput" not in args.skip:
             preload(b, "tp.edume.learner.events", args.events, args.learners)
             plain = asyncio.run(plain_loop(b, "tp.edume.learner.events", "tp.bench.out",
-                                           args.events))
+                                           args.events, count_learner_events()))
             worker = run_worker(b, "tp.", args.events, extra, log, args.profile)
             print(f"plain aiokafka loop: {plain['rate']:8,.0f} events/s  "
                   f"{plain['cpu_us']:5.0f} µs CPU/event  ({plain['events']:,.0f} events)")
@@ -502,9 +464,12 @@ def main() -> None:
         if "links" not in args.skip:
             preload_catalog(b, "lk.")
             preload_requests(b, "lk.links.requests", args.link_requests, 10_000)
-            plain = asyncio.run(plain_link_loop(b, "lk.links.requests", "lk.bench.out",
-                                                args.link_requests))
-            links = run_link_worker(b, "lk.", args.link_requests, extra, log)
+            plain = asyncio.run(plain_loop(b, "lk.links.requests", "lk.bench.out",
+                                           args.link_requests, sign_requested_link))
+            # a request's signed link is what counts (its issue-link event goes out too)
+            links = run_worker(b, "lk.", args.link_requests, extra, log,
+                               done_metric='edume_worker_records_written_total'
+                                           '{topic="lk.links.issued"}')
             print(f"plain link loop    : {plain['rate']:8,.0f} requests/s "
                   f"{plain['cpu_us']:5.0f} µs CPU/request")
             print(f"link agent         : {links['rate']:8,.0f} requests/s "

@@ -16,6 +16,7 @@ from schemas.outputs import TrainingPolicy
 from streams import headers, topics
 from streams.admin import assign_from_beginning, topic_consumer
 from streams.errors import BrokerUnavailable
+from streams.publisher import Publisher
 from streams.settings import Settings
 from streams.state.common import UnusableEvent
 from streams.state.policies import Policy, PolicyBook, parse_policy_record
@@ -40,14 +41,9 @@ def write_one(settings: Settings, topic: str, key: bytes, value: bytes | None,
               timeout_s: float = 15.0) -> None:
     """Write one record (murmur2 of its key, ``edume-received-at`` added) and wait for the
     broker's acknowledgement (acks=all); ``BrokerUnavailable`` naming ``what`` if none."""
-    producer = Producer({
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "client.id": client_id,
-        "acks": "all",
-        "enable.idempotence": settings.kafka_enable_idempotence,
-        "partitioner": "murmur2_random",
+    producer = Producer(Publisher(settings, client_id=client_id, extra_config={
         "message.timeout.ms": int(timeout_s * 1000),
-    })
+    }).config())
     errors: list[str] = []
 
     def delivered(err: object, _msg: object) -> None:

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from schemas.common import Family
-from schemas.outputs import LinkIssue
+from schemas.outputs import LinkIssue, LinkRequest
 from streams import headers, topics
 from streams.clock import rfc3339
 from streams.errors import EdumeStreamsError
@@ -353,6 +353,9 @@ def check_policies(records: Sequence[InRecord], layout: Layout) -> Step:
     return step
 
 
+ReadRequest = LinkRequest | tuple[dict[str, Any], str]
+"""What ``read_request`` answers: the request, or (what can be shown of it, why not)."""
+
 CATALOG_GRACE_S = 10.0
 """How long a young course link waits for the catalog to show its course (see
 ``LinkProcessor.waiting_on_catalog``)."""
@@ -377,6 +380,8 @@ class LinkProcessor:
         self.issue_topic = layout.name(topics.LINK_ISSUE)
         self.rekey_topic = layout.name(topics.LINK_REKEY)
         self._partitions = layout.count(topics.LINK_REQUESTS)
+        self._parsed: dict[tuple[str, int, int, bytes | None],
+                           LinkIssue | ValidationError | ReadRequest] = {}
 
     def __repr__(self) -> str:  # the secret stays out of any trace
         return f"LinkProcessor(base_url={self.base_url!r})"
@@ -431,19 +436,34 @@ class LinkProcessor:
         for key in changed:
             partition = partition_for(key.encode(), self._partitions)
             step.states[key] = (partition, encode_links(working[key]))
+        self._parsed.clear()
         return step
+
+    def _parse(self, record: InRecord) -> LinkIssue | ValidationError | ReadRequest:
+        """A record of ``links.issue`` as an issue-link event (or why not), any other as a
+        request (or why not); parsed once per batch, however often the shell asks whether
+        the batch must wait (``process`` forgets the batch's parses)."""
+        place = (record.topic, record.partition, record.offset, record.value)
+        parsed = self._parsed.get(place)
+        if parsed is None:
+            if record.topic == self.issue_topic:
+                try:
+                    parsed = LinkIssue.model_validate_json(record.value or b"")
+                except ValidationError as exc:
+                    parsed = exc
+            else:
+                parsed = read_request(record.value)
+            self._parsed[place] = parsed
+        return parsed
 
     def _peek_issue(self, record: InRecord) -> LinkIssue | None:
         """The issue-link event a record is or asks for, if it is a usable one."""
-        if record.topic == self.issue_topic:
-            try:
-                return LinkIssue.model_validate_json(record.value or b"")
-            except ValidationError:
-                return None
-        request = read_request(record.value)
-        if isinstance(request, tuple):
+        parsed = self._parse(record)
+        if isinstance(parsed, LinkIssue):
+            return parsed
+        if isinstance(parsed, ValidationError | tuple):
             return None
-        issue = issue_for_request(request, "0" * 64)
+        issue = issue_for_request(parsed, "0" * 64)
         return issue if isinstance(issue, LinkIssue) else None
 
     def _dead(self, record: InRecord, reason: str, step: Step) -> None:
@@ -462,7 +482,8 @@ class LinkProcessor:
         self, record: InRecord, step: Step, state_of: Callable[[str], LinkState]
     ) -> str | None:
         rid = request_id(record.value, record.event_id())
-        read = read_request(record.value)
+        read = self._parse(record)
+        assert not isinstance(read, LinkIssue | ValidationError)  # not the issue topic
         received_at = record.received_at()
         if isinstance(read, tuple):
             shown, reason = read
@@ -506,11 +527,11 @@ class LinkProcessor:
     def _issue(
         self, record: InRecord, step: Step, state_of: Callable[[str], LinkState]
     ) -> str | None:
-        try:
-            issue = LinkIssue.model_validate_json(record.value or b"")
-        except ValidationError as exc:
-            self._dead(record, f"not an issue-link event: {_first_error(exc)}", step)
+        issue = self._parse(record)
+        if isinstance(issue, ValidationError):
+            self._dead(record, f"not an issue-link event: {_first_error(issue)}", step)
             return None
+        assert isinstance(issue, LinkIssue)  # the issue topic's records parse as that
         ext = issue.externalUserId
         if self._misplaced(record, ext) is not None:
             self._dead(record, "an issue-link event under another key or partition than "
