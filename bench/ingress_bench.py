@@ -163,7 +163,7 @@ def main() -> None:
     broker = EmbeddedBroker(log_path=work / "broker.log").start()
     ingress: subprocess.Popen[bytes] | None = None
     try:
-        asyncio.run(ensure_topics(broker.bootstrap, "bench."))
+        asyncio.run(ensure_topics(broker.kafka, "bench."))
         port = free_port()
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
                "TOPIC_PREFIX": "bench.", "EDUME_WEBHOOK_SECRETS": SECRET,

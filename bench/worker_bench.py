@@ -52,11 +52,11 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 
 from bench.procstats import cpu_seconds, rss_mb, stop, wait_http  # noqa: E402
-from streams.admin import ensure_topics  # noqa: E402
+from streams.admin import ensure_topics, partitions_of  # noqa: E402
 from streams.broker import EmbeddedBroker, free_port  # noqa: E402
 
 SECRET = "bench-secret"
@@ -135,8 +135,7 @@ async def plain_loop(bootstrap: str, topic: str, out_topic: str, events: int,
     await consumer.start()
     await producer.start()
     try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        tps = await partitions_of(consumer, [topic])
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         seen = 0

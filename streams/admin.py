@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 
 from streams import topics
 from streams.errors import BrokerUnavailable
+from streams.kafka_clients import KafkaConnection, aio_admin, aio_consumer, connection_failure
 
 TOPIC_EXISTS = 36
 """Kafka's TOPIC_ALREADY_EXISTS: a concurrent creator won."""
@@ -29,20 +30,18 @@ TOPIC_EXISTS = 36
 
 @contextlib.asynccontextmanager
 async def admin_client(
-    bootstrap: str, timeout_s: float = 15.0
+    kafka: KafkaConnection, timeout_s: float = 15.0
 ) -> AsyncIterator[AIOKafkaAdminClient]:
-    """A started admin client; a broker that cannot be reached is a ``BrokerUnavailable``."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
+    """A started admin client; a broker that cannot be reached is a ``BrokerUnavailable``,
+    one that refuses the credentials or the certificates a ``ConfigurationError`` naming
+    the setting (``streams.kafka_clients.connection_failure``)."""
+    admin = aio_admin(kafka, request_timeout_ms=int(timeout_s * 1000))
     try:
         await admin.start()
     except (KafkaError, OSError) as exc:
         with contextlib.suppress(Exception):
             await admin.close()
-        raise BrokerUnavailable(
-            f"cannot reach the broker at {bootstrap}: {type(exc).__name__}"
-        ) from None
+        raise await connection_failure(kafka, exc) from None
     try:
         yield admin
     finally:
@@ -51,51 +50,70 @@ async def admin_client(
 
 @contextlib.asynccontextmanager
 async def topic_consumer(
-    bootstrap: str, fetch_max_wait_ms: int = 500
+    kafka: KafkaConnection, fetch_max_wait_ms: int = 500
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A started consumer outside any group (it commits nothing), its metadata fresh.
     ``fetch_max_wait_ms``: how long the broker may hold a fetch that finds no record."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = aio_consumer(
+        kafka,
         group_id=None,
+        isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_max_wait_ms,
     )
     try:
         await consumer.start()
-        await consumer.topics()  # refreshes the consumer's metadata
     except Exception as exc:  # aiokafka raises several unrelated types here
         await consumer.stop()
-        raise BrokerUnavailable(f"cannot reach the broker at {bootstrap}: {exc}") from None
+        raise await connection_failure(kafka, exc) from None
     try:
         yield consumer
     finally:
         await consumer.stop()
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, names: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of the topics ``names``; ``BrokerUnavailable`` naming a missing one.
+
+    The topics are listed first and only listed ones asked for (see the module on automatic
+    creation). The consumer's own metadata is then made to track them: a group-less consumer
+    starts with the metadata of no topic on Apache Kafka (its first request names none),
+    so ``partitions_for_topic`` alone would find nothing."""
+    wanted = list(names)
+    listed = await consumer.topics()
+    for name in wanted:
+        if name not in listed:
+            raise BrokerUnavailable(
+                f"topic {name!r} does not exist; create it with `edume-streams topics create`"
+            )
+    await consumer._client.set_topics(wanted)  # aiokafka: fetch these topics' metadata
+    tps = []
+    for name in wanted:
+        numbers = consumer.partitions_for_topic(name)
+        if not numbers:
+            raise BrokerUnavailable(f"the broker lists topic {name!r} without partitions")
+        tps += [TopicPartition(name, p) for p in sorted(numbers)]
+    return tps
+
+
 async def assign_from_beginning(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """Assign every partition of ``topic`` to ``consumer``, each at its first offset."""
-    numbers = consumer.partitions_for_topic(topic)
-    if not numbers:
-        raise BrokerUnavailable(
-            f"topic {topic!r} does not exist; create it with `edume-streams topics create`"
-        )
-    tps = [TopicPartition(topic, p) for p in sorted(numbers)]
+    tps = await partitions_of(consumer, [topic])
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     return tps
 
 
 async def ensure_topics(
-    bootstrap: str,
+    kafka: KafkaConnection,
     prefix: str = "",
     specs: Iterable[topics.TopicSpec] = topics.CATALOG,
     replication_factor: int = 1,
     timeout_s: float = 15.0,
 ) -> dict[str, str]:
     """Create every missing topic of the catalog; answer ``{name: "created"|"exists"}``."""
-    async with admin_client(bootstrap, timeout_s) as admin:
+    async with admin_client(kafka, timeout_s) as admin:
         existing = set(await admin.list_topics())
         wanted = {topics.prefixed(s.name, prefix): s for s in specs}
         missing = [
@@ -114,12 +132,12 @@ async def ensure_topics(
 
 
 async def topic_partitions(
-    bootstrap: str, names: Iterable[str], timeout_s: float = 15.0
+    kafka: KafkaConnection, names: Iterable[str], timeout_s: float = 15.0
 ) -> dict[str, int]:
     """Partition counts of the topics of ``names`` that exist (missing ones left out). The
     topics are listed first and only listed ones described: describing a missing topic
     could create it with the broker's defaults (see the module on automatic creation)."""
-    async with admin_client(bootstrap, timeout_s) as admin:
+    async with admin_client(kafka, timeout_s) as admin:
         existing = set(await admin.list_topics())
         return await _partition_counts(admin, [n for n in names if n in existing])
 
@@ -219,14 +237,14 @@ def check_catalog(
 
 
 async def describe_topics(
-    bootstrap: str,
+    kafka: KafkaConnection,
     prefix: str = "",
     specs: Iterable[topics.TopicSpec] = topics.CATALOG,
     timeout_s: float = 15.0,
 ) -> BrokerTopics:
     """Partition counts and configs of the catalog's topics that exist, and the names of
     the other topics that carry ``prefix``."""
-    async with admin_client(bootstrap, timeout_s) as admin:
+    async with admin_client(kafka, timeout_s) as admin:
         try:
             existing = set(await admin.list_topics())
             wanted = [topics.prefixed(s.name, prefix) for s in specs]
@@ -235,7 +253,7 @@ async def describe_topics(
             configs = await _topic_configs(admin, present)
         except KafkaError as exc:
             raise BrokerUnavailable(
-                f"describing the topics at {bootstrap} failed: {type(exc).__name__}"
+                f"describing the topics at {kafka.bootstrap} failed: {type(exc).__name__}"
             ) from None
     catalog = set(wanted)
     others = sorted(n for n in existing if n.startswith(prefix) and n not in catalog)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from streams.errors import BrokerUnavailable, ConfigurationError
+from streams.kafka_clients import KafkaConnection
 from streams.processes import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ def broker_binary() -> Path:
 class EmbeddedBroker:
     """One Tansu process on a loopback address; stop it with ``stop()`` or ``with``."""
 
+    embedded = True
+    name = "embedded broker"
+
     def __init__(
         self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None
     ) -> None:
@@ -82,6 +86,11 @@ class EmbeddedBroker:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The broker as the Kafka clients take it (plaintext, loopback)."""
+        return KafkaConnection(self.bootstrap)
 
     @property
     def bootstrap(self) -> str:

@@ -59,7 +59,7 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
     created = run(
         ensure_topics(
-            settings.kafka_bootstrap_servers,
+            settings.kafka,
             settings.topic_prefix,
             replication_factor=settings.topic_replication_factor,
         )
@@ -82,7 +82,7 @@ def _describe_topics(settings: Settings) -> int:
     from streams.admin import check_catalog, describe_topics
 
     prefix = settings.topic_prefix
-    found = run(describe_topics(settings.kafka_bootstrap_servers, prefix))
+    found = run(describe_topics(settings.kafka, prefix))
     checks = check_catalog(found, prefix)
     for check in checks:
         print(check.line())
@@ -269,7 +269,7 @@ def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
 
     topic = settings.topic_prefix + args.topic
     count = run(
-        read_topic(settings.kafka_bootstrap_servers, topic, idle_s=args.idle_s, follow=args.follow)
+        read_topic(settings.kafka, topic, idle_s=args.idle_s, follow=args.follow)
     )
     print(f"{count} records on {topic}", file=sys.stderr)
     return 0

@@ -74,7 +74,7 @@ async def _serve_dev(settings: Settings) -> None:
     from streams.ingress.server import serve
 
     created = await ensure_topics(
-        settings.kafka_bootstrap_servers,
+        settings.kafka,
         settings.topic_prefix,
         replication_factor=settings.topic_replication_factor,
     )

@@ -51,7 +51,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal, TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from confluent_kafka import KafkaException, Producer
 from pydantic import ValidationError
 
@@ -61,6 +61,7 @@ from streams import topics
 from streams.admin import (
     admin_client,
     ensure_topics,
+    partitions_of,
     read_until_idle,
     topic_consumer,
     topic_partitions,
@@ -539,6 +540,7 @@ async def replay(
     """Replay the dead letters of ``sources``; see the module. Progress lines on ``err``."""
     prefix = settings.topic_prefix
     bootstrap = settings.kafka_bootstrap_servers
+    kafka = settings.kafka
     say: Callable[[str], None] = (lambda line: print(line, file=err)) if err else log.info
     dlq_topics = [topics.prefixed(DLQ_TOPIC[s], prefix) for s in sources]
     event_topics = [topics.prefixed(n, prefix) for n in topics.EVENT_TOPIC_BY_FAMILY.values()]
@@ -547,7 +549,7 @@ async def replay(
         targets.append(topics.prefixed(topics.LINK_REQUESTS, prefix))
     marker_topic = topics.prefixed(topics.DLQ_REPLAYED, prefix)
 
-    async with admin_client(bootstrap) as admin:
+    async with admin_client(kafka) as admin:
         existing = set(await admin.list_topics())
     missing = [n for n in [*dlq_topics, *targets] if n not in existing]
     if missing:
@@ -556,14 +558,14 @@ async def replay(
             "`edume-streams topics create`"
         )
     if marker_topic not in existing and not dry_run:
-        await ensure_topics(bootstrap, prefix, [topics.BY_NAME[topics.DLQ_REPLAYED]],
+        await ensure_topics(kafka, prefix, [topics.BY_NAME[topics.DLQ_REPLAYED]],
                             settings.topic_replication_factor)
         existing.add(marker_topic)
-    layout = Layout(prefix, await topic_partitions(bootstrap, event_topics))
+    layout = Layout(prefix, await topic_partitions(kafka, event_topics))
 
     replay_log = ReplayLog()
     if marker_topic in existing:
-        async with topic_consumer(bootstrap, fetch_max_wait_ms=100) as consumer:
+        async with topic_consumer(kafka, fetch_max_wait_ms=100) as consumer:
             await _assign(consumer, [marker_topic])
             async for batch in read_until_idle(consumer, idle_s):
                 for r in batch:
@@ -576,7 +578,7 @@ async def replay(
         planner.tally(name)
     writer = None if dry_run else _Writer(settings, timeout_s)
     pending: list[tuple[DeadLetter, Replay]] = []
-    async with topic_consumer(bootstrap, fetch_max_wait_ms=100) as consumer:
+    async with topic_consumer(kafka, fetch_max_wait_ms=100) as consumer:
         await _assign(consumer, dlq_topics)
         async for batch in read_until_idle(consumer, idle_s):
             for r in batch:
@@ -616,14 +618,7 @@ async def replay(
 
 
 async def _assign(consumer: AIOKafkaConsumer, names: Sequence[str]) -> None:
-    tps = []
-    for name in names:
-        numbers = consumer.partitions_for_topic(name)
-        if not numbers:
-            raise BrokerUnavailable(
-                f"topic {name!r} does not exist; create it with `edume-streams topics create`"
-            )
-        tps += [TopicPartition(name, p) for p in sorted(numbers)]
+    tps = await partitions_of(consumer, names)
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
 

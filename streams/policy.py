@@ -68,7 +68,7 @@ async def read_policies(settings: Settings, idle_s: float = 0.3) -> PolicyBook:
     """Every course's current policy, read from the whole topic."""
     topic = _topic(settings)
     book = PolicyBook()
-    async with topic_consumer(settings.kafka_bootstrap_servers) as consumer:
+    async with topic_consumer(settings.kafka) as consumer:
         tps = await assign_from_beginning(consumer, topic)
         # Read to the ends known now, then until a fetch brings nothing more (an end
         # offset the embedded broker reports too low must not cut the list short).
@@ -82,8 +82,9 @@ async def read_policies(settings: Settings, idle_s: float = 0.3) -> PolicyBook:
                     except UnusableEvent:
                         continue
                     book.apply(course_id, policy, (r.timestamp, tp.partition, r.offset))
-                if records and records[-1].offset + 1 >= targets.get(tp, 0):
-                    targets.pop(tp, None)
+            for tp in list(targets):  # by position: see streams.worker.replica
+                if await consumer.position(tp) >= targets[tp]:
+                    del targets[tp]
             if not targets and not batch:
                 return book
 

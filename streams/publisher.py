@@ -36,6 +36,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streams.errors import BrokerUnavailable, ConfigurationError, PublishError
+from streams.kafka_clients import client_config, refusal
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,9 @@ class Publisher:
         self._last_replaced = -1e9
         self._generation = 0
         self._started = asyncio.Event()
+        self.refused: str | None = None
+        """Why the broker refuses this producer's credentials or certificates, naming the
+        settings; None once it answers."""
 
     @property
     def ready(self) -> bool:
@@ -108,7 +112,7 @@ class Publisher:
         then ``extra_config`` over them."""
         s = self._settings
         return {
-            "bootstrap.servers": s.kafka_bootstrap_servers,
+            **client_config(s.kafka, "librdkafka"),
             "client.id": self._client_id,
             "acks": "all",
             "enable.idempotence": s.kafka_enable_idempotence,
@@ -211,8 +215,16 @@ class Publisher:
     def _on_error(self, err: KafkaError, generation: int) -> None:
         """librdkafka's global errors (served by ``poll``, so on the loop thread)."""
         producer = self._producer
+        reason = refusal(self._settings.kafka, err.str(), err.code())
         if producer is None or generation != self._generation:
             log.debug("replaced producer: %s", err.name())
+        elif reason is not None:
+            # Refused credentials or certificates: not ready while the broker refuses
+            # (librdkafka keeps retrying; a fixed ACL or rotated user lets it in again).
+            if reason != self.refused:
+                log.error("%s", reason)
+            self.refused = reason
+            self._broker_reachable = False
         elif err.fatal():
             log.error("the producer failed fatally (%s); replacing it", err.name())
             self._replace_soon(producer)
@@ -253,6 +265,7 @@ class Publisher:
                     log.warning("broker stopped answering metadata requests")
                 self._broker_reachable = answered
             if answered:
+                self.refused = None
                 self._started.set()
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 

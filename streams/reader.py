@@ -15,10 +15,11 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from streams.admin import assign_from_beginning, topic_consumer
+from streams.kafka_clients import KafkaConnection
 
 
 async def read_topic(
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic: str,
     *,
     idle_s: float = 2.0,
@@ -27,7 +28,7 @@ async def read_topic(
 ) -> int:
     """Print every record as ``{"partition", "offset", "key", "headers", "value"}``; return
     how many were printed."""
-    async with topic_consumer(bootstrap) as consumer:
+    async with topic_consumer(kafka) as consumer:
         await assign_from_beginning(consumer, topic)
         printed = 0
         last = time.monotonic()

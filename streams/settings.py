@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
@@ -29,6 +30,9 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from streams.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from streams.kafka_clients import KafkaConnection
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -62,11 +66,24 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "WORKER_BATCH_MAX": "worker_batch_max",
     "WORKER_BATCH_WITHIN_S": "worker_batch_within_s",
     "REMINDER_AFTER": "reminder_after_s",
+    "KAFKA_SECURITY_PROTOCOL": "kafka_security_protocol",
+    "KAFKA_SASL_MECHANISM": "kafka_sasl_mechanism",
+    "KAFKA_SASL_USERNAME": "kafka_sasl_username",
+    "KAFKA_SASL_PASSWORD": "kafka_sasl_password",
+    "KAFKA_SSL_CA_FILE": "kafka_ssl_ca_file",
+    "KAFKA_SSL_CERT_FILE": "kafka_ssl_cert_file",
+    "KAFKA_SSL_KEY_FILE": "kafka_ssl_key_file",
+    "KAFKA_SSL_KEY_PASSWORD": "kafka_ssl_key_password",
 }
 """Environment variable → field. A field without a variable is set in code only."""
 
 _VAR_BY_FIELD: Final = {name: var for var, name in ENV_VARS.items()}
-_SECRETS: Final = frozenset({"webhook_secrets", "webhook_bearer_tokens", "link_secret"})
+_SECRETS: Final = frozenset({"webhook_secrets", "webhook_bearer_tokens", "link_secret",
+                             "kafka_sasl_password", "kafka_ssl_key_password"})
+SECRET_VARS: Final = tuple(var for var, name in ENV_VARS.items() if name in _SECRETS)
+"""Secrets that can also be given as ``NAME_FILE``: a path whose content is the value."""
+SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _LOG_LEVELS: Final = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
@@ -171,6 +188,20 @@ class Settings(BaseModel):
     worker_batch_within_s: float = Field(default=0.01, gt=0)
     """Events are processed in batches of up to ``worker_batch_max``, taken as they come
     but waiting no longer than this for a batch to fill."""
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    """How every Kafka client of the project connects (``streams.kafka`` turns these settings
+    into each client library's configuration)."""
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = Field(default=None, repr=False)
+    kafka_ssl_ca_file: str | None = None
+    """PEM file of the CAs that sign the brokers' certificates (default: the system's)."""
+    kafka_ssl_cert_file: str | None = None
+    """PEM client certificate (chain), for brokers that authenticate clients by TLS."""
+    kafka_ssl_key_file: str | None = None
+    kafka_ssl_key_password: str | None = Field(default=None, repr=False)
     reminder_after_s: float = Field(default=72 * 3600.0, gt=0)
     """A mandatory course assigned or started and not completed this long after (by the
     event's timestamp) gets a reminder link. ``REMINDER_AFTER`` is a duration: ``30s``,
@@ -181,14 +212,23 @@ class Settings(BaseModel):
     def _as_configuration_error(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         """Every failure, however the object is built, as one ``ConfigurationError``."""
         try:
-            return handler(data)
+            settings = handler(data)
         except ValidationError as exc:
             message = "; ".join(_describe(error) for error in exc.errors(include_url=False))
             raise ConfigurationError(message) from None
+        try:
+            settings._check_kafka_security()
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return settings
 
     @field_validator("*", mode="before")
     @classmethod
-    def _strip(cls, value: Any) -> Any:
+    def _strip(cls, value: Any, info: ValidationInfo) -> Any:
+        """Blanks around a value are dropped, except around the Kafka passwords: those are
+        taken exactly (a ``_FILE`` less one trailing newline)."""
+        if info.field_name in ("kafka_sasl_password", "kafka_ssl_key_password"):
+            return value
         return value.strip() if isinstance(value, str) else value
 
     @field_validator("webhook_secrets", "webhook_bearer_tokens", mode="before")
@@ -210,10 +250,56 @@ class Settings(BaseModel):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("link_secret", mode="before")
+    @field_validator("link_secret", "kafka_sasl_mechanism", "kafka_sasl_username",
+                     "kafka_sasl_password", "kafka_ssl_ca_file", "kafka_ssl_cert_file",
+                     "kafka_ssl_key_file", "kafka_ssl_key_password", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        """Case-insensitive; ``SCRAM_SHA_512`` is read as ``SCRAM-SHA-512``."""
+        if not isinstance(value, str):
+            return value
+        word = value.strip().upper()
+        return word.replace("_", "-") if word.startswith("SCRAM") else word
+
+    def _check_kafka_security(self) -> None:
+        """SASL needs its mechanism and credentials; a client key needs its certificate."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl:
+            absent = [var for var, value in (
+                ("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+                ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password),
+            ) if value is None]
+            if absent:
+                raise ValueError(
+                    f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                    f"{', '.join(absent)}"
+                )
+        elif self.kafka_sasl_mechanism is not None or self.kafka_sasl_username is not None:
+            raise ValueError(
+                "KAFKA_SASL_MECHANISM and KAFKA_SASL_USERNAME need KAFKA_SECURITY_PROTOCOL "
+                f"SASL_PLAINTEXT or SASL_SSL, not {self.kafka_security_protocol}"
+            )
+        tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")
+        files = [var for var, value in (
+            ("KAFKA_SSL_CA_FILE", self.kafka_ssl_ca_file),
+            ("KAFKA_SSL_CERT_FILE", self.kafka_ssl_cert_file),
+            ("KAFKA_SSL_KEY_FILE", self.kafka_ssl_key_file),
+        ) if value is not None]
+        if files and not tls:
+            raise ValueError(
+                f"{', '.join(files)} need{'s' if len(files) == 1 else ''} "
+                f"KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL, not {self.kafka_security_protocol}"
+            )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together")
+        if self.kafka_ssl_key_password is not None and self.kafka_ssl_key_file is None:
+            raise ValueError("KAFKA_SSL_KEY_PASSWORD needs KAFKA_SSL_KEY_FILE")
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
@@ -233,10 +319,24 @@ class Settings(BaseModel):
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the process environment (or ``env``) once; bad values stop start-up. An
         unset or blank variable means the default."""
-        e = os.environ if env is None else env
+        e = dict(os.environ if env is None else env)
+        for var in SECRET_VARS:
+            path = e.get(f"{var}_FILE", "").strip()
+            if not path:
+                continue
+            if e.get(var, "").strip():
+                raise ConfigurationError(f"set {var} or {var}_FILE, not both")
+            e[var] = _read_secret_file(f"{var}_FILE", path)
         return cls.model_validate(
             {name: e[var] for var, name in ENV_VARS.items() if e.get(var, "").strip()}
         )
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The brokers and how every Kafka client connects to them."""
+        from streams.kafka_clients import KafkaConnection
+
+        return KafkaConnection.from_settings(self)
 
     @property
     def fetch_max_wait_ms(self) -> int:
@@ -282,6 +382,18 @@ class Settings(BaseModel):
             )
 
 
+def _read_secret_file(var: str, path: str) -> str:
+    """A secret file's content less one trailing newline; an unreadable file names ``var``
+    and the path, never the content."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigurationError(f"{var}: cannot read {path}: {reason}") from None
+    return text[:-1] if text.endswith("\n") else text
+
+
 _MESSAGES: Final = {
     "int_parsing": "must be an integer",
     "int_type": "must be an integer",
@@ -305,7 +417,9 @@ def _describe(error: ErrorDetails) -> str:
     kind = error["type"]
     ctx = error.get("ctx", {})
     if kind == "value_error":
-        return f"{name} {ctx.get('error')}"
+        return f"{name} {ctx.get('error')}" if name else str(ctx.get("error"))
+    if kind == "literal_error":
+        return f"{name} must be one of {ctx.get('expected')}, got {_short(error.get('input'))}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal"):
         word = {"greater_than_equal": "at least", "greater_than": "more than"}.get(kind, "at most")
         bound = next(iter(ctx.values()))

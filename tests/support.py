@@ -16,12 +16,12 @@ from typing import Any
 
 import aiohttp
 import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import ensure_topics
+from streams.admin import ensure_topics, partitions_of
 from streams.broker import free_port
 from streams.ingress.app import Ingress
 from streams.ingress.server import uvicorn_config
+from streams.kafka_clients import KafkaConnection, aio_consumer
 from streams.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
@@ -89,7 +89,7 @@ async def serve_ingress(
     settings: Settings, create_topics: bool = True
 ) -> AsyncIterator[RunningIngress]:
     if create_topics:
-        await ensure_topics(settings.kafka_bootstrap_servers, settings.topic_prefix)
+        await ensure_topics(settings.kafka, settings.topic_prefix)
     app = Ingress(settings)
     server = uvicorn.Server(uvicorn_config(app, settings))
     task = asyncio.create_task(server.serve())
@@ -110,22 +110,23 @@ async def serve_ingress(
 
 
 async def read_topic(
-    bootstrap: str, topic: str, expected: int, *, timeout_s: float = 15.0, grace_s: float = 0.7
+    kafka: str | KafkaConnection, topic: str, expected: int, *, timeout_s: float = 15.0,
+    grace_s: float = 0.7,
 ) -> list[Any]:
     """Every record of ``topic`` from the beginning, counted: waits until ``expected`` records
     arrived, then ``grace_s`` more for any that should not be there. Never trusts end
-    offsets (the embedded broker reports them wrong for multi-record batches)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    offsets (the embedded broker reports them wrong for multi-record batches). ``kafka``: a
+    bootstrap address (plaintext) or a connection."""
+    connection = KafkaConnection(kafka) if isinstance(kafka, str) else kafka
+    consumer = aio_consumer(
+        connection,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         group_id=None,
     )
     await consumer.start()
     try:
-        await consumer.topics()  # refreshes the consumer's metadata
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await partitions_of(consumer, [topic])
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list[Any] = []

@@ -46,14 +46,17 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 30.
 LINK_SECRET = "worker-test-link-secret"
 
 
-def worker_env(bootstrap: str, prefix: str, port: int, **extra: str) -> dict[str, str]:
+def worker_env(bootstrap: str, prefix: str, port: int, *, embedded: bool = True,
+               **extra: str) -> dict[str, str]:
+    """A worker's environment; ``embedded``: the broker is the embedded one (its
+    workarounds on), else Apache Kafka with the production settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_",
                                                                       "WORKER_", "TOPIC_"))}
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         TOPIC_PREFIX=prefix,
         WORKER_WEB_PORT=str(port),
-        KAFKA_EMBEDDED_BROKER="true",
+        KAFKA_EMBEDDED_BROKER="true" if embedded else "false",
         WORKER_SESSION_TIMEOUT_S="6",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
@@ -65,9 +68,10 @@ def worker_env(bootstrap: str, prefix: str, port: int, **extra: str) -> dict[str
 
 @dataclass
 class WorkerProcess:
-    """``edume-streams worker`` as a subprocess; its output goes to a log file."""
+    """``edume-streams worker`` as a subprocess; its output goes to a log file. ``broker``:
+    the embedded broker or an Apache Kafka cluster (``bootstrap``, ``embedded``)."""
 
-    bootstrap: str
+    broker: Any
     prefix: str
     log_dir: Path
     port: int = field(default_factory=free_port)
@@ -91,7 +95,8 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams", "worker"],
             cwd=ROOT,
-            env=worker_env(self.bootstrap, self.prefix, self.port, **self.extra_env),
+            env=worker_env(self.broker.bootstrap, self.prefix, self.port,
+                           embedded=self.broker.embedded, **self.extra_env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,11 +9,16 @@ from collections.abc import Awaitable, Callable
 
 import uvicorn
 
+from streams.errors import ConfigurationError
 from streams.ingress.app import Ingress
 from streams.runtime import tune_gc
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+STARTUP_REFUSAL_S = 25.0
+"""How long after start-up a refusal of the Kafka credentials or certificates stops the
+ingress (a refusal comes within a second or two of connecting)."""
 
 
 def uvicorn_config(app: Ingress, settings: Settings) -> uvicorn.Config:
@@ -53,8 +58,27 @@ async def serve(
         server.should_exit = True
 
     previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    refused: list[str] = []
+
+    async def refusal_watch() -> None:
+        """A broker that refuses the credentials or certificates before it ever answered
+        stops start-up: the settings are wrong, and saying so beats a pod that is never
+        ready. (Once it has answered, a refusal only makes /readyz 503.)"""
+        publisher = app.publisher
+        deadline = asyncio.get_running_loop().time() + STARTUP_REFUSAL_S
+        while asyncio.get_running_loop().time() < deadline:
+            if publisher.ready:
+                return
+            if publisher.refused is not None:
+                refused.append(publisher.refused)
+                server.should_exit = True
+                return
+            await asyncio.sleep(0.1)
+
+    watch: asyncio.Task[None] | None = None
     try:
         task = asyncio.create_task(server.serve())
+        watch = asyncio.create_task(refusal_watch())
         if after_start is not None:
             while not server.started and not task.done():  # noqa: ASYNC110 - no event to await
                 await asyncio.sleep(0.02)
@@ -62,7 +86,11 @@ async def serve(
                 await after_start()
         await task
     finally:
+        if watch is not None:
+            watch.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if refused:
+        raise ConfigurationError(refused[0])
     if stop_requested:
         log.info("stopped by signal %d", stop_requested[-1])

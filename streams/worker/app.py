@@ -28,6 +28,7 @@ import faust
 from faust.types import TP
 
 from streams import topics
+from streams.kafka_clients import faust_credentials
 from streams.publisher import Publisher
 from streams.settings import Settings, parse_bootstrap
 from streams.worker.metrics import WorkerMetrics
@@ -86,7 +87,7 @@ class Worker:
         self.layout = layout
         self.publisher = Publisher(settings, client_id=f"{APP_NAME}-worker")
         self.sink = Sink(self.publisher)
-        self.replica = Replica(settings.kafka_bootstrap_servers, layout)
+        self.replica = Replica(settings.kafka, layout)
         self.app = self._new_app()
         self.catalog = self._table("catalog", topics.CATALOG_CHANGELOG)
         self.progress = self._table("progress", topics.PROGRESS_CHANGELOG)
@@ -130,6 +131,7 @@ class Worker:
                                         topics.LEARNER_EVENTS, topics.LEARNER_REKEY)),
             broker=[f"kafka://{host}:{port}" for host, port in
                     parse_bootstrap(s.kafka_bootstrap_servers)],
+            broker_credentials=faust_credentials(s.kafka),
             store="memory://",
             autodiscover=False,
             web_enabled=True,

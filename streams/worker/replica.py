@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER
 from streams import headers, topics
+from streams.kafka_clients import KafkaConnection, aio_consumer
 from streams.state.catalog import CourseEntry, CourseEvent, apply_course_event
 from streams.state.codec import decode_course
 from streams.state.common import UnusableEvent, meta_of
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
 class Replica:
     """The catalog and the policies, followed from their topics."""
 
-    def __init__(self, bootstrap: str, layout: Layout, *, retry_s: float = 1.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConnection, layout: Layout, *,
+                 retry_s: float = 1.0) -> None:
+        self.kafka = kafka
         self.policies = PolicyBook()
         self.catalog: dict[int, CourseEntry] = {}
         self.ready = asyncio.Event()
@@ -77,9 +79,10 @@ class Replica:
 
     async def _run(self) -> None:
         while True:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
+            consumer = aio_consumer(
+                self.kafka,
                 group_id=None,
+                isolation_level="read_committed",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=100,
@@ -91,6 +94,9 @@ class Replica:
             except (KafkaError, OSError) as exc:
                 log.warning("reading the catalog and policies failed (%s); again in %.0fs",
                             type(exc).__name__, self._retry_s)
+            except Exception:
+                log.exception("the catalog and policy reader failed; again in %.0fs",
+                              self._retry_s)
             finally:
                 self._consumer = None
                 self._next.clear()
@@ -122,7 +128,12 @@ class Replica:
                 self.records_read += len(records)
                 if records:
                     self._next[tp] = records[-1].offset + 1
-                if tp in targets and records[-1].offset + 1 >= targets[tp]:
+            # A partition is read when the consumer's position reaches its end offset, not
+            # when a record at end - 1 was seen: a partition emptied by retention, or ending
+            # in a tombstone that compaction removed or in a transaction marker, never
+            # delivers one.
+            for tp in list(targets):
+                if await consumer.position(tp) >= targets[tp]:
                     del targets[tp]
             if not targets and not self.ready.is_set():
                 log.info("catalog (%d courses) and policies (%d) read",

@@ -38,10 +38,11 @@ async def prepare_layout(settings: Settings) -> Layout:
     """
     prefix = settings.topic_prefix
     bootstrap = settings.kafka_bootstrap_servers
+    kafka = settings.kafka
     internal = [s for s in topics.CATALOG if s.internal]
-    await ensure_topics(bootstrap, prefix, internal, settings.topic_replication_factor)
+    await ensure_topics(kafka, prefix, internal, settings.topic_replication_factor)
     names = [topics.prefixed(s.name, prefix) for s in topics.CATALOG]
-    counts = await topic_partitions(bootstrap, names)
+    counts = await topic_partitions(kafka, names)
     missing = [n for n in names if n not in counts]
     if missing:
         raise ConfigurationError(

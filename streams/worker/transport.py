@@ -62,6 +62,10 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # Read when the consumer starts (its fetcher is made then), so setting it now holds.
         consumer._fetch_max_wait_ms = _settings(self.app).fetch_max_wait_ms
+        # Records of aborted transactions (an app may write link requests or policies
+        # transactionally) never reach an agent; Faust asks for read_committed only when it
+        # runs transactions itself.
+        consumer._isolation_level = "read_committed"
         return consumer
 
 

@@ -25,8 +25,11 @@ def test_an_interrupted_start_stops_the_broker(monkeypatch: pytest.MonkeyPatch) 
     assert broker.process is None  # stopped and reaped by start() itself
 
 
-def test_topics_are_created_once_with_the_catalog_layout(broker: EmbeddedBroker) -> None:
-    first = asyncio.run(ensure_topics(broker.bootstrap, "layout."))
-    again = asyncio.run(ensure_topics(broker.bootstrap, "layout."))
+def test_topics_are_created_once_with_the_catalog_layout(
+    embedded_broker: EmbeddedBroker,
+) -> None:
+    broker = embedded_broker
+    first = asyncio.run(ensure_topics(broker.kafka, "layout."))
+    again = asyncio.run(ensure_topics(broker.kafka, "layout."))
     assert set(first.values()) == {"created"} and len(first) == len(CATALOG)
     assert set(again.values()) == {"exists"}

@@ -29,8 +29,9 @@ def cli(broker: EmbeddedBroker, prefix: str, *args: str,
 
 
 async def test_topics_policies_and_a_link_request_from_the_command_line(
-    broker: EmbeddedBroker, prefix: str
+    each_broker: EmbeddedBroker, prefix: str
 ) -> None:
+    broker = each_broker
     first = cli(broker, prefix, "topics", "create")
     assert first.returncode == 0, first.stderr
     assert f"{prefix}{topics.LINK_REQUESTS}: created" in first.stdout
@@ -67,14 +68,16 @@ async def test_topics_policies_and_a_link_request_from_the_command_line(
 
 
 async def test_a_worker_without_its_topics_says_so_and_creates_none(
-    broker: EmbeddedBroker, prefix: str
+    each_broker: EmbeddedBroker, prefix: str
 ) -> None:
     from streams.admin import admin_client
 
-    result = cli(broker, prefix, "worker", EDUME_LINK_SECRET="s", KAFKA_EMBEDDED_BROKER="true")
+    broker = each_broker
+    result = cli(broker, prefix, "worker", EDUME_LINK_SECRET="s",
+                 KAFKA_EMBEDDED_BROKER="true" if broker.embedded else "false")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "create them with `edume-streams topics create`" in result.stderr
     assert f"{prefix}{topics.LEARNER_EVENTS}" in result.stderr
-    async with admin_client(broker.bootstrap, 15.0) as admin:
+    async with admin_client(broker.kafka, 15.0) as admin:
         names = set(await admin.list_topics())
     assert f"{prefix}{topics.LEARNER_EVENTS}" not in names  # asking did not create it

@@ -151,7 +151,7 @@ async def test_every_202_is_on_the_topic_when_sigterm_lands_mid_flood(broker, pr
     from streams.admin import ensure_topics
     from tests.support import SECRET, sign
 
-    await ensure_topics(broker.bootstrap, prefix)
+    await ensure_topics(broker.kafka, prefix)
     port = free_port()
     env = _env(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, TOPIC_PREFIX=prefix,
                INGRESS_PORT=str(port), EDUME_WEBHOOK_SECRETS=SECRET)

@@ -60,7 +60,7 @@ async def test_broker_stopped_gives_503_then_recovers_without_restart(tmp_path, 
 
             # Same port, fresh memory: the operator (or `dev`) recreates the topics.
             dedicated = EmbeddedBroker(port=dedicated.port, log_path=tmp_path / "t2.log").start()
-            await ensure_topics(dedicated.bootstrap, prefix)
+            await ensure_topics(dedicated.kafka, prefix)
             await _wait_ready(ingress, 200)
             deadline = time.monotonic() + 20
             while True:  # eduMe's retry, until the producer has reconnected

@@ -68,7 +68,7 @@ def signed(kind: str, ext: str, content: int | None, teams: list[int]) -> str:
 async def test_requests_and_assignments_give_one_signed_link_each(
     broker: EmbeddedBroker, prefix: str, tmp_path: Path
 ) -> None:
-    await ensure_topics(broker.bootstrap, prefix)
+    await ensure_topics(broker.kafka, prefix)
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap, topic_prefix=prefix)
     # Other courses first: the worker starts with a backlog of course events ahead of the
     # ones its link requests need, and must not refuse a request meanwhile.
@@ -119,7 +119,7 @@ async def test_requests_and_assignments_give_one_signed_link_each(
                      partitioner="murmur2_random")
     publish_requests(broker.bootstrap, requests_topic, [r for r, _ in refused])
 
-    worker = WorkerProcess(broker.bootstrap, prefix, tmp_path).start()
+    worker = WorkerProcess(broker, prefix, tmp_path).start()
     try:
         await worker.wait_ready(90)
         issued = await read_topic(broker.bootstrap, prefix + topics.LINK_ISSUED, 6,

@@ -58,11 +58,11 @@ async def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactor
                  ) -> AsyncIterator[WorkerProcess]:
     prefix = f"t{uuid.uuid4().hex[:10]}."
     settings = make_settings(broker.bootstrap, prefix)
-    await ensure_topics(broker.bootstrap, prefix)
+    await ensure_topics(broker.kafka, prefix)
     for course, groups in POLICIES.items():
         write_policy(settings, course,
                      TrainingPolicy(courseId=course, mandatory=True, groupIds=groups))
-    running = WorkerProcess(broker.bootstrap, prefix, tmp_path_factory.mktemp("worker")).start()
+    running = WorkerProcess(broker, prefix, tmp_path_factory.mktemp("worker")).start()
     try:
         await running.wait_ready(90)
         applied = publish(broker.bootstrap, prefix, EVENTS) + len(POLICIES)

@@ -28,7 +28,7 @@ LEARNERS = 800
 async def test_a_second_worker_mid_stream_then_a_kill_loses_and_doubles_nothing(
     broker: EmbeddedBroker, prefix: str, tmp_path: Path
 ) -> None:
-    await ensure_topics(broker.bootstrap, prefix)
+    await ensure_topics(broker.kafka, prefix)
     write_policy(make_settings(broker.bootstrap, prefix), 1,
                  TrainingPolicy(courseId=1, mandatory=True, groupIds=None))
     learners = [e for i in range(LEARNERS)
@@ -38,8 +38,8 @@ async def test_a_second_worker_mid_stream_then_a_kill_loses_and_doubles_nothing(
     redelivered = rng.sample(learners, len(learners) // 10)
     stream = learners + redelivered
     slices = [stream[k::24] for k in range(24)]
-    first = WorkerProcess(broker.bootstrap, prefix, tmp_path).start()
-    second = WorkerProcess(broker.bootstrap, prefix, tmp_path)
+    first = WorkerProcess(broker, prefix, tmp_path).start()
+    second = WorkerProcess(broker, prefix, tmp_path)
     published: list[int] = []
 
     async def keep_publishing() -> None:

@@ -26,7 +26,7 @@ async def test_every_sample_reaches_the_tables_the_gate_and_the_completions(
     write_policy(settings, 17167, TrainingPolicy(courseId=17167, mandatory=True, groupIds=None))
     write_policy(settings, 9961, TrainingPolicy(courseId=9961, mandatory=True, groupIds=[5]))
     write_policy(settings, 202, TrainingPolicy(courseId=202, mandatory=True, groupIds=[5]))
-    worker = WorkerProcess(broker.bootstrap, prefix, tmp_path).start()
+    worker = WorkerProcess(broker, prefix, tmp_path).start()
     try:
         await worker.wait_ready(90)
         samples = []
@@ -88,7 +88,7 @@ async def test_poison_goes_to_streams_dlq_and_the_worker_goes_on(
 ) -> None:
     from confluent_kafka import Producer
 
-    worker = WorkerProcess(broker.bootstrap, prefix, tmp_path).start()
+    worker = WorkerProcess(broker, prefix, tmp_path).start()
     try:
         await worker.wait_ready(90)
         producer = Producer({"bootstrap.servers": broker.bootstrap})

@@ -67,12 +67,12 @@ def by_id(records: list[Any]) -> dict[bytes, Any]:
 async def test_pending_reminders_survive_a_sigkill_fire_once_and_not_after_completion(
     broker: EmbeddedBroker, prefix: str, tmp_path: Path
 ) -> None:
-    await ensure_topics(broker.bootstrap, prefix)
+    await ensure_topics(broker.kafka, prefix)
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap, topic_prefix=prefix)
     publish(broker.bootstrap, prefix, course_story(COURSE, [7]))
     write_policy(settings, COURSE, TrainingPolicy(courseId=COURSE, mandatory=True,
                                                   groupIds=None))
-    worker = WorkerProcess(broker.bootstrap, prefix, tmp_path,
+    worker = WorkerProcess(broker, prefix, tmp_path,
                            extra_env={"REMINDER_AFTER": f"{AFTER_S}s"}).start()
     users = list(range(7000, 7030))
     done_before, done_meanwhile = users[:10], users[10:20]

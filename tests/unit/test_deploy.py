@@ -4,9 +4,10 @@ deploy/k8s) checked against the code they deploy.
 Every expectation comes from the program: the topic catalog (``streams.topics.CATALOG``),
 the environment variables and their defaults (``streams.settings``), the routes the
 ingress and the worker serve (their OpenAPI documents), the command line
-(``streams.cli.build_parser``) and the console script (pyproject.toml). The Kubernetes
-manifests are rendered with ``kubectl kustomize`` (or ``kustomize``) when one is installed;
-without it the base is read file by file and the overlay checks are skipped.
+(``streams.cli.build_parser``), the console script (pyproject.toml), and who reads and
+writes each topic (``streams.docs_gen.TOPIC_DOCS``) for the Kafka users' ACLs. The
+Kubernetes manifests are rendered with ``kubectl kustomize`` (or ``kustomize``) when one is
+installed; without it the base is read file by file and the overlay checks are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,10 +31,19 @@ import yaml
 
 from streams import k8s_topics
 from streams.cli import build_parser
+from streams.docs_gen import TOPIC_DOCS
 from streams.ingress.openapi import ALLOWED_METHODS
 from streams.settings import ENV_VARS, Settings
-from streams.topics import CATALOG, prefixed
+from streams.topics import (
+    CATALOG,
+    EVENT_TOPIC_BY_FAMILY,
+    TRAINING_POLICIES,
+    WEBHOOKS_DLQ,
+    prefixed,
+)
+from streams.worker.app import APP_NAME
 from streams.worker.openapi import worker_openapi_document
+from streams.worker.run import COPARTITIONED
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -41,12 +52,17 @@ COMPOSE = DEPLOY / "compose.yaml"
 K8S_BASE = DEPLOY / "k8s" / "base"
 K8S_OVERLAY = DEPLOY / "k8s" / "overlays" / "example"
 COMPOSE_SCHEMA = REPO / "tests" / "fixtures" / "compose-spec" / "compose-spec.json"
+OPERATIONS_DOC = REPO / "docs" / "operations.md"
 
 DEFAULTS = Settings()
 SECRET_VARS = frozenset(
     var for var, name in ENV_VARS.items() if not Settings.model_fields[name].repr
 )
 """The variables whose fields are kept out of ``repr``: the secrets."""
+SECRET_FILE_VARS = frozenset(f"{var}_FILE" for var in SECRET_VARS)
+"""``NAME_FILE``: a secret read from the file at that path."""
+KAFKA_CLIENT_SECRETS = frozenset(var for var in SECRET_VARS if var.startswith("KAFKA_"))
+"""The Kafka clients' passwords (SASL, TLS key)."""
 PYTHON_RUNTIME_VARS = frozenset(
     {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR",
      "PIP_DISABLE_PIP_VERSION_CHECK"}
@@ -62,6 +78,30 @@ COMPONENT_PATHS = {"ingress": INGRESS_GET_PATHS, "worker": WORKER_PATHS}
 
 def placeholder(var: str) -> str:
     return f"placeholder-for-{var.lower()}"
+
+
+def known_var(name: str) -> bool:
+    """A variable edume-streams reads: a setting, or a secret's ``_FILE`` form."""
+    return name in ENV_VARS or name in SECRET_FILE_VARS
+
+
+@functools.cache
+def stand_in_directory() -> Path:
+    """Where the stand-ins for the files of mounted Secrets are written (removed at exit)."""
+    directory = tempfile.TemporaryDirectory(prefix="test-deploy-secrets-")
+    _KEEP.append(directory)
+    return Path(directory.name)
+
+
+_KEEP: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def stand_in_file(secret: str, key: str) -> str:
+    """A readable file standing in for key ``key`` of Secret ``secret`` as a pod mounts it."""
+    path = stand_in_directory() / f"{secret}--{key}"
+    if not path.exists():
+        path.write_text(placeholder(f"{secret}-{key}") + "\n")
+    return str(path)
 
 
 def listen(settings: Settings, command: str) -> tuple[str, int]:
@@ -371,6 +411,8 @@ def rendered(which: str) -> tuple[dict[str, Any], ...]:
 
 
 RENDERINGS = ["base", "overlay"]
+STRIMZI_KINDS = frozenset({"KafkaTopic", "KafkaUser"})
+"""Strimzi's custom resources: not in the Kubernetes API schemas, checked on their own."""
 
 
 @dataclass
@@ -396,10 +438,13 @@ class K8s:
         assert len(found) == 1, f"ConfigMap {name}: {len(found)} found"
         return {str(k): str(v) for k, v in found[0].get("data", {}).items()}
 
-    def container_env(self, container: dict[str, Any], pod: dict[str, Any]) -> dict[str, str]:
+    def container_env(
+        self, container: dict[str, Any], pod: dict[str, Any], *, stand_ins: bool = True
+    ) -> dict[str, str]:
         """The container's environment as the process sees it: the image's ENV, then
         envFrom, then env (with $(VAR) expanded; downward-API fields and secrets as
-        stand-ins)."""
+        stand-ins). With ``stand_ins``, a path to a file of a mounted Secret becomes the
+        path of a readable stand-in file, as the pod would have it."""
         env = dockerfile().env()
         for source in container.get("envFrom", []):
             if "configMapRef" in source:
@@ -419,6 +464,10 @@ class K8s:
                 env[name] = {"metadata.name": f"{pod['metadata']['name']}-0",
                              "metadata.namespace": pod["metadata"].get("namespace", "default")
                              }.get(path, f"field-{path}")
+        if stand_ins:
+            files = mounted_secret_files(container, pod)
+            env = {name: stand_in_file(*files[value]) if value in files else value
+                   for name, value in env.items()}
         return env
 
 
@@ -429,6 +478,28 @@ def k8s(which: str) -> K8s:
 def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
     spec = workload["spec"]["template"]["spec"]
     return list(spec.get("initContainers", [])) + list(spec["containers"])
+
+
+def mounted_secret_files(
+    container: dict[str, Any], workload: dict[str, Any]
+) -> dict[str, tuple[str, str]]:
+    """Path in the container → (Secret name, key), for every file of a mounted Secret."""
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
+    out: dict[str, tuple[str, str]] = {}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        items = secret.get("items")
+        assert items, f"volume {mount['name']}: name the Secret's keys it mounts (items)"
+        root = mount["mountPath"].rstrip("/")
+        for item in items:
+            if "subPath" in mount:
+                if item["path"] == mount["subPath"]:
+                    out[root] = (secret["secretName"], item["key"])
+            else:
+                out[f"{root}/{item['path']}"] = (secret["secretName"], item["key"])
+    return out
 
 
 def command_of(container: dict[str, Any]) -> str:
@@ -506,6 +577,261 @@ def test_kafka_topics_are_valid_strimzi_resources(which: str) -> None:
         assert all(isinstance(v, str | int | bool) for v in topic["spec"]["config"].values())
 
 
+# ---- Kafka users and their ACLs --------------------------------------------------------------
+
+INGRESS, WORKER = "ingress", "worker"
+STRIMZI_ACL_OPERATIONS = frozenset({
+    "Read", "Write", "Create", "Delete", "Alter", "Describe", "ClusterAction", "AlterConfigs",
+    "DescribeConfigs", "IdempotentWrite", "All",
+})
+IMPLIED_BY = {"Describe": frozenset({"Read", "Write", "Delete", "Alter"}),
+              "DescribeConfigs": frozenset({"AlterConfigs"})}
+"""Kafka's implied operations: an ACL for Read, Write, Delete or Alter allows Describe."""
+
+Need = tuple[str, str, str]
+"""(resource type as Strimzi names it, resource name, operation)."""
+
+
+def _component(entry: str) -> str | None:
+    """The component a ``TOPIC_DOCS`` producer or consumer entry names, if it is one of the
+    two that connect as a KafkaUser."""
+    head = entry.split(":", 1)[0].strip().lower()
+    if head == "ingress":
+        return INGRESS
+    if head == "workers" or head.startswith("every worker"):
+        return WORKER
+    return None
+
+
+@functools.cache
+def topic_use() -> dict[str, dict[str, frozenset[str]]]:
+    """Per component, the contract names of the topics it writes and reads, as the table
+    of producers and consumers in ``streams.docs_gen`` says."""
+    use: dict[str, dict[str, set[str]]] = {c: {"writes": set(), "reads": set()}
+                                           for c in (INGRESS, WORKER)}
+    for topic, doc in TOPIC_DOCS.items():
+        for verb, entries in (("writes", doc.produced_by), ("reads", doc.consumed_by)):
+            for entry in entries:
+                component = _component(entry)
+                if component is not None:
+                    use[component][verb].add(topic)
+    return {c: {verb: frozenset(names) for verb, names in d.items()} for c, d in use.items()}
+
+
+@functools.cache
+def faust_leader_topic(app_id: str) -> str:
+    """The topic Faust's leader assignor declares (creates) and subscribes to at start."""
+    import faust
+
+    app = faust.App(app_id, autodiscover=False)
+    assert not app.conf.topic_disable_leader
+    return str(app._leader_assignor._leader_topic_name)
+
+
+def kafka_needs(component: str, prefix: str, *, idempotent: bool) -> set[Need]:
+    """What the component does on the broker."""
+    use = topic_use()[component]
+    out: set[Need] = set()
+    for verb, operation in (("writes", "Write"), ("reads", "Read")):
+        for topic in use[verb]:
+            name = prefixed(topic, prefix)
+            out |= {("topic", name, operation), ("topic", name, "Describe")}
+    if idempotent:  # the librdkafka producers (and Faust's, in the workers)
+        out.add(("cluster", "kafka-cluster", "IdempotentWrite"))
+    if component == WORKER:
+        app_id = f"{prefix}{APP_NAME}"
+        out.add(("group", app_id, "Read"))
+        # streams.worker.run.prepare_layout: the internal topics are created when missing,
+        # then every catalog topic's partition count is read.
+        for spec in CATALOG:
+            name = prefixed(spec.name, prefix)
+            out.add(("topic", name, "Describe"))
+            if spec.internal:
+                out.add(("topic", name, "Create"))
+        leader = faust_leader_topic(app_id)
+        out |= {("topic", leader, operation) for operation in ("Create", "Read", "Describe")}
+    return out
+
+
+def _acl_operations(acl: Mapping[str, Any]) -> set[str]:
+    return {str(op) for op in acl.get("operations") or [acl["operation"]]}
+
+
+def _acl_covers(acl: Mapping[str, Any], resource_type: str, name: str) -> bool:
+    resource = acl["resource"]
+    if resource["type"] != resource_type:
+        return False
+    if resource_type == "cluster":
+        return True
+    if resource.get("patternType", "literal") == "prefix":
+        return name.startswith(resource["name"])
+    return resource["name"] in (name, "*")
+
+
+def allows(acls: Iterable[Mapping[str, Any]], need: Need) -> bool:
+    resource_type, name, operation = need
+    wanted = {operation, "All"} | IMPLIED_BY.get(operation, frozenset())
+    return any(acl.get("type", "allow") == "allow" and _acl_covers(acl, resource_type, name)
+               and _acl_operations(acl) & wanted for acl in acls)
+
+
+def kafka_users(cluster: K8s) -> dict[str, dict[str, Any]]:
+    return {u["metadata"]["name"]: u for u in cluster.of_kind("KafkaUser")}
+
+
+def test_topic_use_agrees_with_the_code() -> None:
+    """The producers and consumers table, read as above, says what the ingress and the
+    workers are known to do: a rewording there cannot leave the ACL checks with nothing."""
+    use = topic_use()
+    # streams/ingress/app.py publishes to the family's event topic or to its DLQ.
+    assert use[INGRESS]["writes"] == {*EVENT_TOPIC_BY_FAMILY.values(), WEBHOOKS_DLQ}
+    assert not use[INGRESS]["reads"]
+    # The workers read every co-partitioned topic (agents' input, re-keying, changelogs).
+    copartitioned = {name for group in COPARTITIONED for name in group}
+    assert copartitioned | {TRAINING_POLICIES} <= use[WORKER]["reads"]
+    internal = {s.name for s in CATALOG if s.internal}
+    assert internal & use[WORKER]["writes"], "the workers write their changelogs"
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_kafka_users_are_valid_strimzi_resources(which: str) -> None:
+    cluster = k8s(which)
+    users = cluster.of_kind("KafkaUser")
+    assert users
+    labels = {u["metadata"]["labels"]["strimzi.io/cluster"] for u in users}
+    topic_labels = {t["metadata"]["labels"]["strimzi.io/cluster"]
+                    for t in cluster.of_kind("KafkaTopic")}
+    assert labels == topic_labels, "the users and the topics belong to one Strimzi cluster"
+    for user in users:
+        name = user["metadata"]["name"]
+        assert user["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
+        spec = user["spec"]
+        assert set(spec) <= {"authentication", "authorization", "quotas", "template"}, name
+        assert spec["authentication"] == {"type": "scram-sha-512"}, name
+        assert spec["authorization"]["type"] == "simple", name
+        for acl in spec["authorization"]["acls"]:
+            assert set(acl) <= {"resource", "operations", "host", "type"}, acl
+            assert acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*", acl
+            operations = acl["operations"]
+            assert operations and set(operations) <= STRIMZI_ACL_OPERATIONS - {"All"}, acl
+            resource = acl["resource"]
+            assert resource["type"] in {"topic", "group", "cluster", "transactionalId"}, acl
+            if resource["type"] == "cluster":
+                assert set(resource) == {"type"}, acl
+            else:
+                assert resource.get("patternType", "literal") in {"literal", "prefix"}, acl
+                assert resource["name"] and "*" not in resource["name"], acl
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_each_component_connects_as_its_own_kafka_user(which: str) -> None:
+    """SASL_SSL with SCRAM-SHA-512 as the component's KafkaUser, the password from the
+    Secret Strimzi writes for that user (a mounted file), the brokers' CA from the Secret
+    Strimzi writes for the cluster."""
+    cluster = k8s(which)
+    users = kafka_users(cluster)
+    (strimzi,) = {u["metadata"]["labels"]["strimzi.io/cluster"] for u in users.values()}
+    seen: dict[str, str] = {}
+    for workload in cluster.workloads:
+        for container in containers(workload):
+            command = command_of(container)
+            env = cluster.container_env(container, workload, stand_ins=False)
+            files = mounted_secret_files(container, workload)
+            settings = Settings.from_env(cluster.container_env(container, workload))
+            assert settings.kafka_security_protocol == "SASL_SSL", command
+            assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512", command
+            user = users.get(str(settings.kafka_sasl_username))
+            assert user is not None, f"{command}: no KafkaUser {settings.kafka_sasl_username}"
+            assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+            assert "KAFKA_SASL_PASSWORD" not in env, "the password comes from a file"
+            assert files.get(env.get("KAFKA_SASL_PASSWORD_FILE", "")) == (
+                user["metadata"]["name"], "password"
+            ), f"{command}: KAFKA_SASL_PASSWORD_FILE is the KafkaUser's Secret's password"
+            assert files.get(env.get("KAFKA_SSL_CA_FILE", "")) == (
+                f"{strimzi}-cluster-ca-cert", "ca.crt"
+            ), f"{command}: KAFKA_SSL_CA_FILE is the Strimzi cluster's CA certificate"
+            seen[command] = user["metadata"]["name"]
+    assert set(seen) == set(COMPONENT_PATHS)
+    assert len(set(seen.values())) == len(seen), f"one user per component: {seen}"
+    assert set(seen.values()) == set(users), "every KafkaUser is some component's"
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_each_kafka_user_may_do_what_its_component_does_and_no_more(which: str) -> None:
+    cluster = k8s(which)
+    users = kafka_users(cluster)
+    for workload in cluster.workloads:
+        for container in containers(workload):
+            component = command_of(container)
+            settings = Settings.from_env(cluster.container_env(container, workload))
+            user = users[str(settings.kafka_sasl_username)]
+            name = user["metadata"]["name"]
+            acls = user["spec"]["authorization"]["acls"]
+            needs = kafka_needs(component, settings.topic_prefix,
+                                idempotent=settings.kafka_enable_idempotence)
+            missing = sorted(need for need in needs if not allows(acls, need))
+            assert not missing, f"{name} ({component}) may not: {missing}"
+            for acl in acls:
+                for operation in sorted(_acl_operations(acl)):
+                    used = any(
+                        _acl_covers(acl, resource_type, resource_name)
+                        and (needed == operation or operation in IMPLIED_BY.get(needed, ()))
+                        for resource_type, resource_name, needed in needs
+                    )
+                    assert used, f"{name}: {operation} on {acl['resource']} serves nothing"
+
+
+def documented_acls(prefix: str) -> dict[str, set[tuple[str, str, str, str]]]:
+    """The ``kafka-acls.sh ... --add`` commands of docs/operations.md, ``TOPIC_PREFIX`` set
+    to ``prefix``: user → {(resource type, name, pattern type, operation)} in Strimzi's
+    words."""
+    text = OPERATIONS_DOC.read_text(encoding="utf-8")
+    out: dict[str, set[tuple[str, str, str, str]]] = {}
+    for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+        for line in re.sub(r"\\\n[ \t]*", " ", block).splitlines():
+            words = shlex.split(line.replace("${TOPIC_PREFIX}", prefix), comments=True)
+            if not words or words[0] != "kafka-acls.sh" or "--add" not in words:
+                continue
+            principal, operations, pattern = "", [], "literal"
+            resources: list[tuple[str, str]] = []
+            args = iter(words[1:])
+            for word in args:
+                if word == "--allow-principal":
+                    principal = next(args)
+                elif word == "--operation":
+                    operations.append(next(args))
+                elif word in ("--topic", "--group"):
+                    resources.append((word[2:], next(args)))
+                elif word == "--cluster":
+                    resources.append(("cluster", ""))
+                elif word == "--resource-pattern-type":
+                    pattern = {"literal": "literal", "prefixed": "prefix"}[next(args)]
+                elif word not in ("$ADMIN", "--add"):
+                    pytest.fail(f"operations.md: {word!r} in {line.strip()!r}")
+            assert principal.startswith("User:") and operations and resources, line
+            user = out.setdefault(principal.removeprefix("User:"), set())
+            for resource_type, name in resources:
+                kind = "literal" if resource_type == "cluster" else pattern
+                user |= {(resource_type, name, kind, op) for op in operations}
+    return out
+
+
+def test_the_acls_in_operations_md_are_the_kafka_users_acls() -> None:
+    cluster = k8s("base")
+    prefix = cluster.configmap("edume-streams-config").get("TOPIC_PREFIX", DEFAULTS.topic_prefix)
+    declared: dict[str, set[tuple[str, str, str, str]]] = {}
+    for name, user in kafka_users(cluster).items():
+        rows = declared.setdefault(name, set())
+        for acl in user["spec"]["authorization"]["acls"]:
+            resource = acl["resource"]
+            kind = ("literal" if resource["type"] == "cluster"
+                    else resource.get("patternType", "literal"))
+            rows |= {(resource["type"], resource.get("name", ""), kind, op)
+                     for op in _acl_operations(acl)}
+    assert documented_acls(prefix) == declared
+
+
 def test_topics_yaml_is_what_the_generator_writes_now() -> None:
     committed = (K8S_BASE / "topics.yaml").read_text()
     assert committed == k8s_topics.render(), (
@@ -552,7 +878,7 @@ def test_environment_variables_are_the_programs(which: str) -> None:
             }
             assert referenced <= set(ENV_VARS) | downward, referenced
             assert downward <= referenced, f"downward-API variables unused: {downward}"
-            unknown = {e["name"] for e in env} - set(ENV_VARS) - downward
+            unknown = {e["name"] for e in env if not known_var(e["name"])} - downward
             assert not unknown, f"{workload['metadata']['name']}: {sorted(unknown)}"
 
 
@@ -746,7 +1072,7 @@ def test_the_overlay_sets_image_namespaces_and_the_strimzi_cluster() -> None:
     name, _, tag = image.rpartition(":")
     assert name and tag and tag != "latest", f"a pinned image tag: {image}"
     app_namespaces = {o["metadata"].get("namespace") for o in cluster.objects
-                      if o["kind"] != "KafkaTopic"}
+                      if o["kind"] not in STRIMZI_KINDS}
     assert len(app_namespaces) == 1 and None not in app_namespaces, app_namespaces
     # The topics belong to the Strimzi cluster the applications talk to: Strimzi names the
     # bootstrap Service <cluster>-kafka-bootstrap, in the cluster's namespace.
@@ -759,6 +1085,16 @@ def test_the_overlay_sets_image_namespaces_and_the_strimzi_cluster() -> None:
         assert host[0] == f"{strimzi}-kafka-bootstrap", server
         if len(host) > 1:
             assert host[1] == topic_namespace, server
+    # The Kafka users are the same cluster's, where its User Operator watches, and the pods
+    # trust that cluster's CA (Strimzi's Secret <cluster>-cluster-ca-cert).
+    users = cluster.of_kind("KafkaUser")
+    assert {u["metadata"]["labels"]["strimzi.io/cluster"] for u in users} == {strimzi}
+    assert {u["metadata"]["namespace"] for u in users} == {topic_namespace}
+    for workload in cluster.workloads:
+        for container in containers(workload):
+            env = cluster.container_env(container, workload, stand_ins=False)
+            secret, _ = mounted_secret_files(container, workload)[env["KAFKA_SSL_CA_FILE"]]
+            assert secret == f"{strimzi}-cluster-ca-cert", workload["metadata"]["name"]
     # The base's placeholders are replaced.
     base = k8s("base").configmap("edume-streams-config")
     assert bootstrap != base["KAFKA_BOOTSTRAP_SERVERS"]
@@ -780,7 +1116,7 @@ def test_kubernetes_objects_validate_against_the_api_schemas(which: str) -> None
                 path = ".".join(str(p) for p in exc.path)
                 pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} ({version}): "
                             f"{path}: {exc.message}")
-    assert custom == {"KafkaTopic"}
+    assert custom == STRIMZI_KINDS
 
 
 # ---- Compose --------------------------------------------------------------------------------
@@ -914,13 +1250,17 @@ def test_compose_services_use_only_known_variables_and_no_secret_values() -> Non
         unknown = environment - set(ENV_VARS) - extra
         assert not unknown, f"{name}: {sorted(unknown)}"
         assert not environment & SECRET_VARS, f"{name}: secrets belong in the env file"
-    # The env file: not committed, its example holds exactly the secrets, with no value.
+        assert not environment & SECRET_FILE_VARS, f"{name}: secrets belong in the env file"
+        # Kafka is PLAINTEXT on the project's own network: no Kafka password to give.
+        assert Settings.from_env(service_env(service)).kafka_security_protocol == "PLAINTEXT"
+    # The env file: not committed, its example holds exactly the secrets the services use,
+    # with no value.
     real = env_file_path()
     ignored = subprocess.run(["git", "check-ignore", "-q", str(real)], cwd=REPO, check=False)
     if ignored.returncode != 128:  # 128: not a git work tree (e.g. an exported copy)
         assert ignored.returncode == 0, f"{real.name} must be in .gitignore"
     example = read_env_file(real.with_name(real.name + ".example"))
-    assert set(example) == SECRET_VARS
+    assert set(example) == SECRET_VARS - KAFKA_CLIENT_SECRETS
     assert all(value == "" for value in example.values()), "no secret value in the example"
 
 
