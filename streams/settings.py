@@ -62,6 +62,7 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "WORKER_WEB_HOST": "worker_web_host",
     "WORKER_URL": "worker_url",
     "WORKER_SESSION_TIMEOUT_S": "worker_session_timeout_s",
+    "WORKER_INSTANCE_ID": "worker_instance_id",
     "WORKER_COMMIT_INTERVAL_S": "worker_commit_interval_s",
     "WORKER_BATCH_MAX": "worker_batch_max",
     "WORKER_BATCH_WITHIN_S": "worker_batch_within_s",
@@ -183,6 +184,11 @@ class Settings(BaseModel):
     """How other workers reach this one's query API; default ``http://WORKER_WEB_HOST:PORT``."""
     worker_session_timeout_s: float = Field(default=10.0, ge=1)
     """A worker that stops heartbeating loses its partitions after this long."""
+    worker_instance_id: str | None = None
+    """Static group membership (Kafka's ``group.instance.id``): a worker restarted under the
+    same id within the session timeout gets its partitions back without a rebalance. Each
+    worker needs its own stable id (a StatefulSet pod's name); unset, membership is
+    dynamic."""
     worker_commit_interval_s: float = Field(default=1.0, gt=0)
     worker_batch_max: int = Field(default=1000, ge=1)
     worker_batch_within_s: float = Field(default=0.01, gt=0)

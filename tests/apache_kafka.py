@@ -272,6 +272,27 @@ class KafkaCluster:
                                    + "\n".join(self.log_tail(n) for n in live))
             time.sleep(0.3)
 
+    def wait_in_sync(self, timeout_s: float = 60.0) -> None:
+        """Until every partition of every topic has all its replicas in sync (what an
+        operator waits for between two nodes of a rolling restart)."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                meta = admin.list_topics(timeout=5)
+                lagging = [f"{t}/{p}" for t, topic in meta.topics.items()
+                           for p, part in topic.partitions.items()
+                           if len(part.isrs) < len(part.replicas)]
+            except Exception:  # not answering yet
+                lagging = ["(no metadata)"]
+            if not lagging:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replicas not in sync after {timeout_s:.0f} s: {lagging[:5]}")
+            time.sleep(0.2)
+
     def kill_node(self, node_id: int) -> None:
         """SIGKILL one node (a crash)."""
         node = self.members[node_id - 1]

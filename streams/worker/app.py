@@ -144,6 +144,7 @@ class Worker:
             web_graph_enabled=False,
             web_stats_enabled=False,
             broker_session_timeout=s.worker_session_timeout_s,
+            consumer_group_instance_id=s.worker_instance_id,
             broker_heartbeat_interval=max(0.5, s.worker_session_timeout_s / 5),
             broker_request_timeout=max(40.0, s.worker_session_timeout_s * 2),
             broker_commit_interval=s.worker_commit_interval_s,

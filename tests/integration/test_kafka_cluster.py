@@ -141,6 +141,7 @@ async def check_outcome(cluster: KafkaCluster, prefix: str, worker: WorkerProces
         value = json.loads(r.value)
         by_cause.setdefault((value["userId"], value["courseId"]), set()).add(
             dict(r.headers)[headers.EVENT_ID].decode())
+    print(f"\n{len(sent.accepted)} events accepted; answers {sent.statuses}")
     assert sorted(u for u, _ in by_cause) == users
     assert all(len(ids) == 1 for ids in by_cause.values()), by_cause
     for user in users[:: max(1, len(users) // 10)]:
@@ -204,6 +205,7 @@ async def test_a_rolling_restart_under_traffic(
                 await asyncio.sleep(0.05)
             await asyncio.to_thread(cluster.stop_node, node.node_id)
             await asyncio.to_thread(cluster.start_node, node.node_id)
+            await asyncio.to_thread(cluster.wait_in_sync, 60)
 
     await asyncio.gather(sender.send_all(events, timeout_s=240), roll())
     await check_outcome(cluster, prefix, worker, sender, users)

@@ -9,7 +9,8 @@ what its KafkaUser allows).
 - a worker as a process over mutual TLS (certificate CN ``edume-streams-worker``): Faust's
   consumer and producer, the catalog and policy reader and the librdkafka producer all
   connect, and a completion comes out;
-- the commands (``topics describe``, ``policy set``/``list``, ``read``) as an admin user;
+- the commands (``topics``, ``policy``, ``read``, ``request-link``, ``dlq replay``) as an
+  admin user;
 - a wrong password, an untrusted CA and a missing client certificate: start-up stops
   within 30 s naming the setting, never printing the secret; ``/readyz`` is 503 while the
   broker refuses.
@@ -217,6 +218,13 @@ async def test_the_commands_connect_as_an_admin_user(secure: KafkaCluster, grant
     assert listed.returncode == 0 and '"courseId":42' in listed.stdout, listed.stderr
     read = run_cli(env, granted, "read", topics.TRAINING_POLICIES)
     assert read.returncode == 0 and '"key":"42"' in read.stdout, read.stderr
+    asked = run_cli(env, granted, "request-link", "hub", "--team-id", "7", "--user", "u-1")
+    assert asked.returncode == 0, asked.stderr
+    [request] = await read_topic(secure.bootstrap, granted + topics.LINK_REQUESTS, 1)
+    assert request.key == b"u-1"
+    replayed = run_cli(env, granted, "dlq", "replay")
+    assert replayed.returncode == 0, replayed.stderr
+    assert run_cli(env, granted, "topics", "create").returncode == 0
 
 
 @pytest.mark.parametrize("command", ["ingress", "worker", "topics"])

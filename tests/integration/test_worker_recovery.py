@@ -57,7 +57,20 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
 ) -> None:
     """On Apache Kafka with the production settings (changelog writes batched, producers
     idempotent, 500 ms fetch waits), and on the embedded broker with its workarounds."""
-    broker = each_broker
+    await sigkill_mid_stream(each_broker, prefix, tmp_path, {})
+
+
+async def test_sigkill_mid_stream_with_static_membership(
+    apache_kafka: EmbeddedBroker, prefix: str, tmp_path: Path
+) -> None:
+    """The same with ``WORKER_INSTANCE_ID``: the restarted worker rejoins under the killed
+    one's id and gets its partitions back without waiting out the session timeout."""
+    await sigkill_mid_stream(apache_kafka, prefix, tmp_path,
+                             {"WORKER_INSTANCE_ID": f"{prefix}worker-1"})
+
+
+async def sigkill_mid_stream(broker: EmbeddedBroker, prefix: str, tmp_path: Path,
+                             extra_env: dict[str, str]) -> None:
     await ensure_topics(broker.kafka, prefix)
     settings = make_settings(broker.bootstrap, prefix)
     write_policy(settings, 1, TrainingPolicy(courseId=1, mandatory=True, groupIds=None))
@@ -69,7 +82,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
     chunks = [learners[i::KILLS + 1] for i in range(KILLS + 1)]
     publish(broker.bootstrap, prefix, courses)
 
-    worker = WorkerProcess(broker, prefix, tmp_path).start()
+    worker = WorkerProcess(broker, prefix, tmp_path, extra_env=extra_env).start()
     restart_times: list[float] = []
     try:
         await worker.wait_ready(90)
