@@ -25,9 +25,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -c "import granian" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/worker_bench.py
+	$(BIN)/python bench/worker_bench.py --broker $${BENCH_BROKER:-both}
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
-	$(BIN)/python bench/ingress_bench.py
+	$(BIN)/python bench/ingress_bench.py --broker $${BENCH_BROKER:-both}
 
 lint: $(STAMP)
 	$(BIN)/ruff check streams schemas tests bench

@@ -3,7 +3,16 @@ pre-loaded events, the worker's memory with many learners, and POST-to-completio
 
     python bench/worker_bench.py [--events 100000] [--learners 20000] [--rss-learners 100000]
                                  [--rate 500] [--latency-seconds 20] [--set VAR=VALUE]
-                                 [--link-requests 50000] [--skip PHASE]
+                                 [--link-requests 50000] [--restart-events N] [--skip PHASE]
+                                 [--broker {both,kafka,embedded}]
+
+Every phase runs on each broker of ``--broker`` in turn, in one run: Apache Kafka (one KRaft
+node, ``tests/apache_kafka.py``; only where ``java`` and ``mvn`` are present, else the run
+says so and uses the embedded broker alone), then the embedded broker. The workers run with
+``KAFKA_EMBEDDED_BROKER`` true on the embedded broker and false on Apache Kafka (its
+workarounds off: changelog writes batched, idempotent producers, 500 ms fetch waits). Each
+figure is printed labelled with its broker, then a side-by-side summary table; every ratio
+is against the baseline measured in the same run on the same broker.
 
 1. Throughput. ``--events`` learner events of ``--learners`` learners are written to the
    learner topic as the ingress writes them. The ceiling, a plain aiokafka loop (consume,
@@ -26,8 +35,16 @@ pre-loaded events, the worker's memory with many learners, and POST-to-completio
 5. Link latency. Requests are produced at ``--rate`` per second for ``--latency-seconds``
    into a running worker; the time from each send to its link read from ``links.issued``.
    Target: p99 < 100 ms at 500 requests/s.
+6. Restart. A backlog of learner events (``--restart-events``, default ``--events``) is
+   pre-loaded; a worker (``WORKER_SESSION_TIMEOUT_S=10``, the default) reads it until a
+   quarter is consumed, is SIGKILLed, and a new worker process with the same settings starts
+   at once. Printed: the seconds from its start to its first event consumed (its
+   ``edume_worker_events_consumed_total`` above 0) and to caught up (the worker group's
+   committed offsets at the end of every learner partition). Once with dynamic membership (no
+   ``WORKER_INSTANCE_ID``: the group waits for the killed member's session to expire), once
+   with static membership (both processes ``WORKER_INSTANCE_ID=bench-worker-1``).
 
-Everything runs on the embedded broker, on this machine's cores: compare the ratio, not the
+Everything runs on this machine's cores, broker included: compare the ratios, not the
 absolute figures.
 """
 
@@ -37,7 +54,10 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,11 +75,24 @@ import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 
+from bench.brokers import (  # noqa: E402
+    LABELS,
+    add_option,
+    chosen,
+    fmt,
+    running,
+    summary,
+    tag,
+    wait_for_topics,
+)
 from bench.procstats import cpu_seconds, rss_mb, stop, wait_http  # noqa: E402
+from streams import topics  # noqa: E402
 from streams.admin import ensure_topics, partitions_of  # noqa: E402
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402
+from streams.broker import free_port  # noqa: E402
+from streams.topics import TopicSpec  # noqa: E402
 
 SECRET = "bench-secret"
+PHASES = ["throughput", "rss", "latency", "links", "link-latency", "restart"]
 
 
 def learner_event(user: int, n: int) -> bytes:
@@ -81,17 +114,26 @@ def learner_event(user: int, n: int) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def preload(bootstrap: str, topic: str, events: int, learners: int) -> None:
-    """Write the events as the ingress does: murmur2 of the key, headers, batched."""
+def preload(bootstrap: str, topic: str, events: int, learners: int,
+            ends: dict[int, int] | None = None) -> None:
+    """Write the events as the ingress does: murmur2 of the key, headers, batched.
+    ``ends``: filled with each partition's offset after its last record written (from the
+    delivery reports: the embedded broker's ListOffsets answer can be short)."""
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
                          "linger.ms": 5, "acks": "all", "enable.idempotence": True,
                          "queue.buffering.max.messages": 1_000_000})
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None and ends is not None:
+            ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+
     for i in range(events):
         user = 1_000_000 + i % learners
         value = learner_event(user, i // learners)
         producer.produce(topic, value, str(user).encode(), headers=[
             ("edume-event-id", hashlib.sha256(value).hexdigest().encode()),
-            ("edume-received-at", b"2026-11-01T10:00:00.000Z")])
+            ("edume-received-at", b"2026-11-01T10:00:00.000Z")],
+            on_delivery=delivered if ends is not None else None)
         if i % 20_000 == 0:
             producer.poll(0)
     assert producer.flush(60) == 0
@@ -154,10 +196,16 @@ async def plain_loop(bootstrap: str, topic: str, out_topic: str, events: int,
     return {"events": seen, "seconds": wall, "rate": seen / wall, "cpu_us": cpu / seen * 1e6}
 
 
-def worker_env(bootstrap: str, prefix: str, port: int, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_"))}
+def worker_env(bootstrap: str, prefix: str, port: int, extra: dict[str, str],
+               embedded: bool) -> dict[str, str]:
+    """A worker's (and the ingress's) environment; ``embedded``: the broker is the embedded
+    one (its workarounds on: one-record changelog batches, no idempotent Faust producer,
+    10 ms fetch waits), else Apache Kafka with the production settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EDUME_", "KAFKA_", "WORKER_", "TOPIC_"))}
     env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, TOPIC_PREFIX=prefix,
-               WORKER_WEB_PORT=str(port), KAFKA_EMBEDDED_BROKER="true",
+               WORKER_WEB_PORT=str(port),
+               KAFKA_EMBEDDED_BROKER="true" if embedded else "false",
                EDUME_WEBHOOK_SECRETS=SECRET, EDUME_LINK_SECRET="bench-link-secret",
                LOG_LEVEL="WARNING")
     env.update(extra)
@@ -174,14 +222,14 @@ def metric(port: int, name: str) -> float:
 
 
 def run_worker(bootstrap: str, prefix: str, events: int, extra: dict[str, str],
-               log: Path, profile: Path | None = None,
+               log: Path, embedded: bool, profile: Path | None = None,
                done_metric: str = "edume_worker_events_consumed_total") -> dict[str, float]:
     """A worker from its first record until ``done_metric`` reaches ``events`` (at most 10
     minutes); its CPU per unit and peak RSS."""
     port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
-                                env=worker_env(bootstrap, prefix, port, extra),
+                                env=worker_env(bootstrap, prefix, port, extra, embedded),
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", 60)
@@ -211,16 +259,18 @@ def run_worker(bootstrap: str, prefix: str, events: int, extra: dict[str, str],
 
 
 def latency(bootstrap: str, prefix: str, rate: int, seconds: float,
-            extra: dict[str, str], log: Path) -> dict[str, float]:
+            extra: dict[str, str], log: Path, embedded: bool) -> dict[str, float]:
     """The ingress and a worker; webhooks completing a mandatory course at ``rate``/s."""
     from schemas.outputs import TrainingPolicy
     from streams.policy import write_policy
     from streams.settings import Settings
 
-    settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
+    settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix,
+                        kafka_embedded_broker=embedded)
     write_policy(settings, 7, TrainingPolicy(courseId=7, mandatory=True, groupIds=None))
     http_port, web_port = free_port(), free_port()
-    env = worker_env(bootstrap, prefix, web_port, extra) | {"INGRESS_PORT": str(http_port)}
+    env = worker_env(bootstrap, prefix, web_port, extra, embedded) | {
+        "INGRESS_PORT": str(http_port)}
     with log.open("ab") as out:
         ingress = subprocess.Popen([sys.executable, "-m", "streams", "ingress"], cwd=ROOT,
                                    env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -348,13 +398,13 @@ def preload_requests(bootstrap: str, topic: str, count: int, users: int) -> None
 
 
 def link_latency(bootstrap: str, prefix: str, rate: int, seconds: float,
-                 extra: dict[str, str], log: Path) -> dict[str, float]:
+                 extra: dict[str, str], log: Path, embedded: bool) -> dict[str, float]:
     """Requests at ``rate``/s into a running worker; the time from each request's send to
     its signed link being read from ``links.issued``."""
     port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
-                                env=worker_env(bootstrap, prefix, port, extra),
+                                env=worker_env(bootstrap, prefix, port, extra, embedded),
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", 90)
@@ -412,6 +462,262 @@ def _p99(values: list[float]) -> float:
     return values[max(0, int(len(values) * 0.99) - 1)] if values else float("nan")
 
 
+KILL_AT = 0.25
+"""The share of the restart backlog the first worker has consumed when it is killed."""
+CONSUMED = "edume_worker_events_consumed_total"
+
+
+def _scrape(port: int) -> list[tuple[str, dict[str, str], float]] | None:
+    """The worker's metrics as (name, labels, value); None while it does not answer."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:  # not listening yet, or not serving yet
+        return None
+    samples = []
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if match and not line.startswith("#"):
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+            samples.append((match.group(1), labels, float(match.group(3))))
+    return samples
+
+
+def _total(samples: list[tuple[str, dict[str, str], float]], name: str) -> float:
+    return sum(value for n, _, value in samples if n == name)
+
+
+def _committed(consumer: Any, topic: str, partitions: int) -> dict[int, int]:
+    """The worker group's committed offsets on ``topic`` (-1 where none)."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    try:
+        answer = consumer.committed([TopicPartition(topic, p) for p in range(partitions)],
+                                    timeout=5)
+    except KafkaException:  # the coordinator is busy (a rebalance, a load): ask again
+        return {}
+    return {tp.partition: tp.offset for tp in answer}
+
+
+def restart(broker: Any, prefix: str, events: int, learners: int, extra: dict[str, str],
+            log: Path, instance_id: str | None) -> dict[str, Any]:
+    """A worker reads a backlog of ``events`` learner events; at ``KILL_AT`` of it, SIGKILL;
+    a new worker process with the same settings (port included) starts at once. The seconds
+    from its start to its first event consumed, and to caught up: the worker group's
+    committed offsets at the end of every partition (commits follow the processed records
+    within ``WORKER_COMMIT_INTERVAL_S``; the worker's lag gauge is no guide here, as it
+    reads 0 before a seek back to records fetched and not delivered)."""
+    from confluent_kafka import Consumer
+
+    from streams.worker.app import APP_NAME
+
+    topic = prefix + topics.LEARNER_EVENTS
+    partitions = topics.BY_NAME[topics.LEARNER_EVENTS].partitions
+    ends: dict[int, int] = {}
+    preload(broker.bootstrap, topic, events, learners, ends)
+    port = free_port()
+    settings = {"WORKER_SESSION_TIMEOUT_S": "10", **extra}
+    settings.pop("WORKER_INSTANCE_ID", None)
+    if instance_id is not None:  # static membership: both processes under this id
+        settings["WORKER_INSTANCE_ID"] = instance_id
+    env = worker_env(broker.bootstrap, prefix, port, settings, broker.embedded)
+
+    def start() -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            out.write(f"\n===== restart bench worker on {prefix} at {time.time():.3f}\n"
+                      .encode())
+            out.flush()
+            return subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
+                                    env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def alive(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is not None:
+            raise SystemExit(f"the worker on {prefix} exited ({proc.returncode}): see {log}")
+
+    first = start()
+    try:
+        killed_at = 0.0
+        deadline = time.monotonic() + 300
+        while killed_at < events * KILL_AT:
+            alive(first)
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the worker on {prefix} did not consume {KILL_AT:.0%} of "
+                                 f"its backlog in 300 s: see {log}")
+            time.sleep(0.05)
+            samples = _scrape(port)
+            killed_at = _total(samples, CONSUMED) if samples else 0.0
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        stop(first)  # only if the kill was not reached
+    # a group member never: it only reads the group's committed offsets
+    offsets = Consumer({"bootstrap.servers": broker.bootstrap,
+                        "group.id": f"{prefix}{APP_NAME}", "enable.auto.commit": False})
+    committed_at_kill = _committed(offsets, topic, partitions)
+    started = time.perf_counter()
+    second = start()
+    try:
+        first_s = caught_s = float("nan")
+        samples = None
+        done: dict[int, int] = {}
+        deadline = time.monotonic() + 120 + events / 500  # bounded: a stuck worker is reported
+        while time.monotonic() < deadline:
+            alive(second)
+            samples = _scrape(port)
+            if samples and _total(samples, CONSUMED) > 0:
+                first_s = time.perf_counter() - started
+                break
+            time.sleep(0.05)
+        while not math.isnan(first_s) and time.monotonic() < deadline:
+            alive(second)
+            done = _committed(offsets, topic, partitions) or done
+            if done and all(done.get(p, -1) >= end for p, end in ends.items()):
+                caught_s = time.perf_counter() - started
+                break
+            time.sleep(0.1)
+        samples = _scrape(port) or samples or []
+        left = sum(end - max(0, committed_at_kill.get(p, 0)) for p, end in ends.items())
+        behind = {p: (done.get(p, -1), end) for p, end in sorted(ends.items())
+                  if done.get(p, -1) < end}
+        return {"events": events, "killed_at": killed_at, "first_s": first_s, "behind": behind,
+                "caught_s": caught_s, "left": left, "consumed": _total(samples, CONSUMED),
+                "redelivered": _total(samples, "edume_worker_input_redelivered_total"),
+                "rebalance_s": _total(samples, "edume_worker_rebalance_seconds"),
+                "recovery_s": _total(samples, "edume_worker_recovery_seconds")}
+    finally:
+        stop(second)
+        offsets.close()
+
+
+BENCH_OUT = TopicSpec("bench.out", "as the input's", "the plain loop's output", partitions=4)
+"""The plain loops' output (the embedded broker would create it with 4 partitions; Apache
+Kafka creates no topic by itself)."""
+
+
+def run_on(kind: str, broker: Any, args: argparse.Namespace, extra: dict[str, str],
+           log: Path, profile: Path | None) -> dict[str, float]:
+    """Every phase not skipped on one broker; the figures printed under its label and
+    answered for the summary."""
+    def say(text: str) -> None:
+        print(f"{tag(kind)}{text}", flush=True)
+
+    b, embedded = broker.bootstrap, broker.embedded
+    figures: dict[str, float] = {}
+    names: list[str] = []
+    for prefix in ("tp.", "rss.", "lat.", "lk.", "lkl.", "rdyn.", "rsta."):
+        names += list(asyncio.run(ensure_topics(broker.kafka, prefix)))
+    for prefix in ("tp.", "lk."):
+        names += list(asyncio.run(ensure_topics(broker.kafka, prefix, [BENCH_OUT])))
+    wait_for_topics(b, names)
+    if "throughput" not in args.skip:
+        preload(b, "tp.edume.learner.events", args.events, args.learners)
+        plain = asyncio.run(plain_loop(b, "tp.edume.learner.events", "tp.bench.out",
+                                       args.events, count_learner_events()))
+        worker = run_worker(b, "tp.", args.events, extra, log, embedded, profile)
+        say(f"plain aiokafka loop: {plain['rate']:8,.0f} events/s  "
+            f"{plain['cpu_us']:5.0f} µs CPU/event  ({plain['events']:,.0f} events)")
+        say(f"worker             : {worker['rate']:8,.0f} events/s  "
+            f"{worker['cpu_us']:5.0f} µs CPU/event  ({worker['events']:,.0f} events, "
+            f"{worker['keys']:,.0f} learners, peak RSS {worker['peak_mb']:.0f} MB)")
+        say(f"ratio worker/plain : {worker['rate'] / plain['rate']:.3f} "
+            "(target >= 0.15, aim 0.25)")
+        figures.update(plain_rate=plain["rate"], worker_rate=worker["rate"],
+                       worker_ratio=worker["rate"] / plain["rate"])
+    if "rss" not in args.skip:
+        preload(b, "rss.edume.learner.events", args.rss_learners, args.rss_learners)
+        rss = run_worker(b, "rss.", args.rss_learners, extra, log, embedded)
+        say(f"memory             : {rss['keys']:,.0f} learners in the table, RSS "
+            f"{rss['rss_mb']:.0f} MB, peak {rss['peak_mb']:.0f} MB (target < 300 MB)")
+        figures["rss_peak_mb"] = rss["peak_mb"]
+    if "latency" not in args.skip:
+        lat = latency(b, "lat.", args.rate, args.latency_seconds, extra, log, embedded)
+        say(f"POST to completion : {lat['received']:,.0f}/{lat['sent']:,.0f} at "
+            f"{args.rate}/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+            f"max {lat['max_ms']:.1f} ms (target p99 < 100 ms)")
+        say(f"  of which          : POST to 202 p50 {lat['ingress_p50_ms']:.1f} / p99 "
+            f"{lat['ingress_p99_ms']:.1f} ms; 202 to the output written p50 "
+            f"{lat['worker_p50_ms']:.1f} / p99 {lat['worker_p99_ms']:.1f} ms")
+        say(f"  worker batches    : {lat['batch_events']:.1f} events each, "
+            f"{lat['batch_ms']:.1f} ms from taking one to its writes acknowledged")
+        figures.update(post_p50_ms=lat["p50_ms"], post_p99_ms=lat["p99_ms"],
+                       post_received=lat["received"], post_sent=lat["sent"])
+    if "links" not in args.skip:
+        preload_catalog(b, "lk.")
+        preload_requests(b, "lk.links.requests", args.link_requests, 10_000)
+        plain = asyncio.run(plain_loop(b, "lk.links.requests", "lk.bench.out",
+                                       args.link_requests, sign_requested_link))
+        # a request's signed link is what counts (its issue-link event goes out too)
+        links = run_worker(b, "lk.", args.link_requests, extra, log, embedded,
+                           done_metric='edume_worker_records_written_total'
+                                       '{topic="lk.links.issued"}')
+        say(f"plain link loop    : {plain['rate']:8,.0f} requests/s "
+            f"{plain['cpu_us']:5.0f} µs CPU/request")
+        say(f"link agent         : {links['rate']:8,.0f} requests/s "
+            f"{links['cpu_us']:5.0f} µs CPU/request  ({links['events']:,.0f} links; "
+            "request in; issue-link event and signed link out)")
+        say(f"ratio agent/plain  : {links['rate'] / plain['rate']:.3f}")
+        figures.update(links_rate=links["rate"], links_ratio=links["rate"] / plain["rate"])
+    if "link-latency" not in args.skip:
+        preload_catalog(b, "lkl.")
+        ll = link_latency(b, "lkl.", args.rate, args.latency_seconds, extra, log, embedded)
+        say(f"request to link    : {ll['received']:,.0f}/{ll['sent']:,.0f} at "
+            f"{args.rate}/s: p50 {ll['p50_ms']:.1f} ms, p99 {ll['p99_ms']:.1f} ms, "
+            f"max {ll['max_ms']:.1f} ms (target p99 < 100 ms)")
+        figures.update(link_p99_ms=ll["p99_ms"], link_received=ll["received"],
+                       link_sent=ll["sent"])
+    if "restart" not in args.skip:
+        events = args.restart_events or args.events
+        for mode, prefix, instance in (("dynamic", "rdyn.", None),
+                                       ("static", "rsta.", "bench-worker-1")):
+            r = restart(broker, prefix, events, args.learners, extra, log, instance)
+            member = f"WORKER_INSTANCE_ID={instance}" if instance else "no WORKER_INSTANCE_ID"
+            say(f"restart, {mode:<7}   : SIGKILL at {r['killed_at']:,.0f}/{r['events']:,.0f} "
+                f"events consumed ({member}); the new process's first event after "
+                f"{r['first_s']:.2f} s, caught up (all committed) after {r['caught_s']:.2f} s")
+            say(f"  new process       : took {r['consumed']:,.0f} records for the "
+                f"{r['left']:,.0f} past the offsets committed at the kill "
+                f"({r['redelivered']:,.0f} counted redelivered); last rebalance "
+                f"{r['rebalance_s']:.2f} s, table recovery {r['recovery_s']:.2f} s")
+            if r["behind"]:
+                say("  NOT CAUGHT UP     : committed/end offset of the partitions behind: "
+                    + ", ".join(f"{p}: {c}/{e}" for p, (c, e) in r["behind"].items())
+                    + f" (the new process stopped when the wait ran out; see {log})")
+            figures.update({f"restart_{mode}_first_s": r["first_s"],
+                            f"restart_{mode}_caught_s": r["caught_s"]})
+    return figures
+
+
+def summary_rows(results: dict[str, dict[str, float]],
+                 args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
+    rate = args.rate
+
+    def row(name: str, key: str, spec: str) -> tuple[str, dict[str, str]]:
+        return name, {kind: fmt(r.get(key), spec) for kind, r in results.items()}
+
+    def received(name: str, key: str) -> tuple[str, dict[str, str]]:
+        return name, {kind: f"{r[key + '_received']:,.0f}/{r[key + '_sent']:,.0f}"
+                      for kind, r in results.items() if key + "_sent" in r}
+
+    return [
+        row("worker, events/s", "worker_rate", ",.0f"),
+        row("worker / plain loop (events/s ratio)", "worker_ratio", ".3f"),
+        row(f"memory: peak RSS MB, {args.rss_learners:,} learners", "rss_peak_mb", ".0f"),
+        row("link agent, requests/s", "links_rate", ",.0f"),
+        row("link agent / plain loop (ratio)", "links_ratio", ".3f"),
+        row(f"POST to mandatory.completed p50 ms at {rate}/s", "post_p50_ms", ".1f"),
+        row(f"POST to mandatory.completed p99 ms at {rate}/s", "post_p99_ms", ".1f"),
+        received("  completions received/sent", "post"),
+        row(f"request to link p99 ms at {rate}/s", "link_p99_ms", ".1f"),
+        received("  links received/sent", "link"),
+        row("SIGKILL restart to first event s, dynamic", "restart_dynamic_first_s", ".2f"),
+        row("SIGKILL restart to first event s, static", "restart_static_first_s", ".2f"),
+        row("SIGKILL restart to caught up s, dynamic", "restart_dynamic_caught_s", ".2f"),
+        row("SIGKILL restart to caught up s, static", "restart_static_caught_s", ".2f"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -421,66 +727,30 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20)
     parser.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                         help="a setting for the worker (e.g. WORKER_BATCH_MAX=500)")
-    parser.add_argument("--profile", type=Path, help="write the worker's py-spy profile here")
+    parser.add_argument("--profile", type=Path, help="write the worker's py-spy profile here "
+                        "(on both brokers: NAME-kafka.EXT and NAME-embedded.EXT)")
     parser.add_argument("--link-requests", type=int, default=50_000)
-    parser.add_argument("--skip", action="append", default=[],
-                        choices=["throughput", "rss", "latency", "links", "link-latency"])
+    parser.add_argument("--restart-events", type=int, default=0,
+                        help="the restart phase's backlog (default: --events)")
+    parser.add_argument("--skip", action="append", default=[], choices=PHASES)
+    add_option(parser)
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.set)
-    log = Path(tempfile.mkdtemp(prefix="worker-bench-")) / "processes.log"
-    with EmbeddedBroker(log_path=log.with_name("broker.log")) as broker:
-        b = broker.bootstrap
-        for prefix in ("tp.", "rss.", "lat.", "lk.", "lkl."):
-            asyncio.run(ensure_topics(b, prefix))
-        print(f"logs: {log.parent}")
-        if "throughput" not in args.skip:
-            preload(b, "tp.edume.learner.events", args.events, args.learners)
-            plain = asyncio.run(plain_loop(b, "tp.edume.learner.events", "tp.bench.out",
-                                           args.events, count_learner_events()))
-            worker = run_worker(b, "tp.", args.events, extra, log, args.profile)
-            print(f"plain aiokafka loop: {plain['rate']:8,.0f} events/s  "
-                  f"{plain['cpu_us']:5.0f} µs CPU/event  ({plain['events']:,.0f} events)")
-            print(f"worker             : {worker['rate']:8,.0f} events/s  "
-                  f"{worker['cpu_us']:5.0f} µs CPU/event  ({worker['events']:,.0f} events, "
-                  f"{worker['keys']:,.0f} learners, peak RSS {worker['peak_mb']:.0f} MB)")
-            print(f"ratio worker/plain : {worker['rate'] / plain['rate']:.3f} "
-                  "(target >= 0.15, aim 0.25)")
-        if "rss" not in args.skip:
-            preload(b, "rss.edume.learner.events", args.rss_learners, args.rss_learners)
-            rss = run_worker(b, "rss.", args.rss_learners, extra, log)
-            print(f"memory             : {rss['keys']:,.0f} learners in the table, RSS "
-                  f"{rss['rss_mb']:.0f} MB, peak {rss['peak_mb']:.0f} MB (target < 300 MB)")
-        if "latency" not in args.skip:
-            lat = latency(b, "lat.", args.rate, args.latency_seconds, extra, log)
-            print(f"POST to completion : {lat['received']:,.0f}/{lat['sent']:,.0f} at "
-                  f"{args.rate}/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
-                  f"max {lat['max_ms']:.1f} ms (target p99 < 100 ms)")
-            print(f"  of which          : POST to 202 p50 {lat['ingress_p50_ms']:.1f} / p99 "
-                  f"{lat['ingress_p99_ms']:.1f} ms; 202 to the output written p50 "
-                  f"{lat['worker_p50_ms']:.1f} / p99 {lat['worker_p99_ms']:.1f} ms")
-            print(f"  worker batches    : {lat['batch_events']:.1f} events each, "
-                  f"{lat['batch_ms']:.1f} ms from taking one to its writes acknowledged")
-        if "links" not in args.skip:
-            preload_catalog(b, "lk.")
-            preload_requests(b, "lk.links.requests", args.link_requests, 10_000)
-            plain = asyncio.run(plain_loop(b, "lk.links.requests", "lk.bench.out",
-                                           args.link_requests, sign_requested_link))
-            # a request's signed link is what counts (its issue-link event goes out too)
-            links = run_worker(b, "lk.", args.link_requests, extra, log,
-                               done_metric='edume_worker_records_written_total'
-                                           '{topic="lk.links.issued"}')
-            print(f"plain link loop    : {plain['rate']:8,.0f} requests/s "
-                  f"{plain['cpu_us']:5.0f} µs CPU/request")
-            print(f"link agent         : {links['rate']:8,.0f} requests/s "
-                  f"{links['cpu_us']:5.0f} µs CPU/request  ({links['events']:,.0f} links; "
-                  "request in; issue-link event and signed link out)")
-            print(f"ratio agent/plain  : {links['rate'] / plain['rate']:.3f}")
-        if "link-latency" not in args.skip:
-            preload_catalog(b, "lkl.")
-            ll = link_latency(b, "lkl.", args.rate, args.latency_seconds, extra, log)
-            print(f"request to link    : {ll['received']:,.0f}/{ll['sent']:,.0f} at "
-                  f"{args.rate}/s: p50 {ll['p50_ms']:.1f} ms, p99 {ll['p99_ms']:.1f} ms, "
-                  f"max {ll['max_ms']:.1f} ms (target p99 < 100 ms)")
+    kinds = chosen(args.broker)
+    logs = Path(tempfile.mkdtemp(prefix="worker-bench-"))
+    print(f"logs: {logs}; brokers: {', '.join(LABELS[k] for k in kinds)}", flush=True)
+    results: dict[str, dict[str, float]] = {}
+    for kind in kinds:
+        profile = args.profile
+        if profile is not None and len(kinds) > 1:
+            profile = profile.with_name(f"{profile.stem}-{kind}{profile.suffix}")
+        with running(kind, logs / kind) as broker:
+            print(f"{tag(kind)}{LABELS[kind]} at {broker.bootstrap}", flush=True)
+            results[kind] = run_on(kind, broker, args, extra,
+                                   logs / f"processes-{kind}.log", profile)
+    print()
+    print(summary(f"summary ({args.events:,} events, {args.learners:,} learners)", kinds,
+                  summary_rows(results, args)))
 
 
 if __name__ == "__main__":
