@@ -1,7 +1,7 @@
 """Ingress benchmark: signed 600-byte webhooks over loopback at 64 connections, broker included,
 against a bare handler (reads the body, answers 202) in the same run.
 
-    python bench/ingress_bench.py [--ingress-seconds 40] [--bare-seconds 10] [--pool 200000]
+    python bench/ingress_bench.py [--ingress-seconds 40] [--bare-seconds 10] [--pool 600000]
                                   [--broker {both,kafka,embedded}]
 
 Runs on each broker of ``--broker`` in turn, in one run: Apache Kafka (one KRaft node,
@@ -235,7 +235,7 @@ def main() -> None:
                         help="length of the ingress run (long enough for 100,000 requests)")
     parser.add_argument("--bare-seconds", type=int, default=10,
                         help="length of each bare-handler run")
-    parser.add_argument("--pool", type=int, default=200_000,
+    parser.add_argument("--pool", type=int, default=600_000,
                         help="distinct signed webhooks; a thread stops when its share is sent")
     parser.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                         help="extra environment for the ingress, e.g. KAFKA_LINGER_MS=2")
