@@ -91,13 +91,19 @@ class Publisher:
         self._generation = 0
         self._started = asyncio.Event()
         self.refused: str | None = None
+        self._refused_fatally = -1
+        """The generation of the last producer a fatal refusal ended (the ACLs refused its
+        producer id): metadata answers do not show that fixed, a newer producer that lived
+        on does."""
+        self._generation_started = 0.0
         """Why the broker refuses this producer's credentials or certificates, naming the
         settings; None once it answers."""
 
     @property
     def ready(self) -> bool:
-        """True while the producer runs and the broker answered the last probe."""
-        return self._producer is not None and self._broker_reachable
+        """True while the producer runs, the broker answered the last probe, and nothing
+        refuses the producer."""
+        return self._producer is not None and self._broker_reachable and self.refused is None
 
     @property
     def delivery_timeout_s(self) -> float:
@@ -149,6 +155,7 @@ class Publisher:
         # the new one. (A number, not the producer: a producer referring to itself through
         # its callback would outlive its last use and keep its connections open.)
         self._generation += 1
+        self._generation_started = time.monotonic()
         generation = self._generation
         config["error_cb"] = lambda err: self._on_error(err, generation)
         try:
@@ -197,11 +204,17 @@ class Publisher:
         if producer is None:
             self._polling = False
             return
-        _serve(producer)
+        self._serve(producer)
         if len(producer):
             self._loop.call_later(self._poll_interval_s, self._poll)
         else:
             self._polling = False
+
+    def _serve(self, producer: Producer) -> None:
+        """Serve the producer's events; a fatal error goes where ``error_cb``'s would."""
+        error = _serve(producer)
+        if error is not None:
+            self._on_error(error, self._generation if producer is self._producer else -1)
 
     def _replace_soon(self, producer: Producer) -> None:
         """A fatal error (idempotent producer only: say, the broker lost the producer's
@@ -225,6 +238,9 @@ class Publisher:
                 log.error("%s", reason)
             self.refused = reason
             self._broker_reachable = False
+            if err.fatal():  # say, an idempotent producer refused its producer id by ACLs
+                self._refused_fatally = generation
+                self._replace_soon(producer)
         elif err.fatal():
             log.error("the producer failed fatally (%s); replacing it", err.name())
             self._replace_soon(producer)
@@ -253,7 +269,7 @@ class Publisher:
                 answered = False
             if self._producer is not producer:
                 continue
-            _serve(producer)
+            self._serve(producer)
             if answered != self._broker_reachable:
                 if answered:
                     log.info(
@@ -264,8 +280,15 @@ class Publisher:
                 else:
                     log.warning("broker stopped answering metadata requests")
                 self._broker_reachable = answered
-            if answered:
+            if answered and self.refused is not None and (
+                self._refused_fatally < 0
+                or (self._generation > self._refused_fatally
+                    and time.monotonic() - self._generation_started > REFUSAL_CLEARED_S)
+            ):
+                log.info("the broker accepts the producer again")
                 self.refused = None
+                self._refused_fatally = -1
+            if answered and self.refused is None:
                 self._started.set()
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
@@ -317,13 +340,26 @@ class Publisher:
         await self._abandon(producer)
 
 
-def _serve(producer: Producer) -> None:
+REFUSAL_CLEARED_S = 2.0
+"""A producer started after a fatal refusal that has lived this long without one is
+accepted (its producer id comes within a few hundred milliseconds of its start)."""
+
+
+def _serve(producer: Producer) -> KafkaError | None:
     """Run what the producer has queued for the loop: delivery reports, errors, logs. A
-    failing callback must not stop the reports of the others."""
+    failing callback must not stop the reports of the others. A fatal error comes back:
+    confluent-kafka raises it from ``poll`` instead of passing it to ``error_cb`` (seen on
+    Apache Kafka: an idempotent producer whose producer id the ACLs refuse)."""
     try:
         producer.poll(0)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and error.fatal():
+            return error
+        log.exception("serving the producer's events failed")
     except Exception:
         log.exception("serving the producer's events failed")
+    return None
 
 
 async def _drain(producer: Producer, seconds: float) -> None:

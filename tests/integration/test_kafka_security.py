@@ -70,7 +70,7 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {"edume-streams-ingress": "ingress-pass-4f1", "edume-streams-worker": "worker-pass-9c2",
-         "ops-admin": "admin-pass-77d"}
+         "ops-admin": "admin-pass-77d", "late-grant": "late-pass-31b"}
 WRONG = "wrong-pass-e0a"
 
 
@@ -291,6 +291,52 @@ async def test_readyz_is_503_while_the_broker_refuses(secure: KafkaCluster, pref
                 b'{"type":"x","payload":{},"timestamp":"2024-01-01T00:00:00Z"}')},
         ) as r:
             assert r.status == 503  # nothing acknowledged: eduMe retries
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+async def test_an_ingress_refused_by_acls_recovers_once_they_are_granted(
+    secure: KafkaCluster, prefix: str
+) -> None:
+    """A user the ACLs do not allow yet: the idempotent producer's id is refused (a fatal
+    error), /readyz is 503 and the error names the ACLs; granted, the producer is replaced
+    and the next webhook gets 202, with nothing restarted."""
+    await ensure_topics(secure.kafka, prefix)
+    settings = settings_from(prefix, sasl(secure, "late-grant"))
+    app = Ingress(settings)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    task = asyncio.create_task(server.serve())
+    base = f"http://{settings.ingress_host}:{settings.ingress_port}"
+    try:
+        refused = await eventually(lambda: _value(app.publisher.refused), 20, 0.1)
+        assert refused and "ACLs" in refused, refused
+        async with aiohttp.ClientSession() as http, http.get(base + "/readyz") as r:
+            assert r.status == 503
+        topics_written = [prefix + t for t in (topics.COURSE_EVENTS, topics.LEARNER_EVENTS,
+                                                topics.WEBHOOKS_DLQ)]
+        grants = [
+            AclBinding(ResourceType.TOPIC, name, ResourcePatternType.LITERAL,
+                       "User:late-grant", "*", op, AclPermissionType.ALLOW)
+            for name in topics_written for op in (AclOperation.WRITE, AclOperation.DESCRIBE)
+        ] + [AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL,
+                        "User:late-grant", "*", AclOperation.IDEMPOTENT_WRITE,
+                        AclPermissionType.ALLOW)]
+        admin = AdminClient({"bootstrap.servers": secure.bootstrap})
+        for future in admin.create_acls(grants).values():
+            future.result(30)
+
+        async def ready() -> bool:
+            async with aiohttp.ClientSession() as http, http.get(base + "/readyz") as r:
+                return r.status == 200
+
+        assert await eventually(ready, 30, 0.2)
+        sample = next(e for e in manifest() if e["family"] == "learner")
+        body = compact((FIXTURES / sample["file"]).read_bytes())
+        async with aiohttp.ClientSession() as http, http.post(
+            base + "/webhooks/edume", data=body, headers={"X-Edume-Signature": sign(body)},
+        ) as r:
+            assert r.status == 202, await r.text()
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
