@@ -17,7 +17,7 @@ from streams.broker import EmbeddedBroker, answers, is_loopback
 from streams.errors import ConfigurationError
 from streams.processes import die_with_parent, stop_process
 from streams.runtime import run
-from streams.settings import Settings, parse_bootstrap
+from streams.settings import SECRET_VARS, Settings, parse_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,11 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     """``edume-streams worker`` in a child process, with these settings; it dies with us."""
     process = subprocess.Popen(
         [sys.executable, "-m", "streams", "worker"],
-        env={**os.environ, **settings.to_env()},
+        # The settings as values; the NAME_FILE variables they may have come from are left
+        # out (the child would see both a secret and its file, which is refused).
+        env={**{k: v for k, v in os.environ.items()
+                if k not in {f"{var}_FILE" for var in SECRET_VARS}},
+             **settings.to_env()},
         stdin=subprocess.DEVNULL,
         # Its own process group: a terminal's Ctrl-C reaches dev alone, which stops the
         # worker once the ingress has stopped.

@@ -224,7 +224,9 @@ def refusal(connection: KafkaConnection, text: str, code: int | None = None) -> 
         return ACL_REFUSED.format(how=how, detail=text.strip()[:300])
     if "certificate verify failed" in lowered or "could not be verified" in lowered:
         return TLS_UNTRUSTED.format(how=how)
-    if connection.tls and ("ssl handshake failed" in lowered or "ssl alert" in lowered):
+    # A refused client certificate comes as a TLS alert; a handshake cut short by a broker
+    # that is restarting ("SSL handshake failed: Disconnected") is no refusal.
+    if connection.tls and "alert" in lowered and ("ssl" in lowered or "tls" in lowered):
         return TLS_CLIENT_REFUSED.format(how=how)
     return None
 
@@ -234,8 +236,7 @@ def diagnose(connection: KafkaConnection, timeout_s: float = 10.0) -> str | None
     connection, naming the settings; None when metadata came back, or nothing but silence
     did (a broker that is down is not a configuration error). Blocking: run it in an
     executor."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient
+    from confluent_kafka import KafkaError
 
     found: list[str] = []
 
@@ -251,7 +252,19 @@ def diagnose(connection: KafkaConnection, timeout_s: float = 10.0) -> str | None
 
     quiet = logging.getLogger("streams.kafka_clients.diagnose")
     quiet.propagate = False
-    quiet.addHandler(_Collect(on_log))
+    handler = _Collect(on_log)
+    quiet.addHandler(handler)
+    try:
+        return _diagnose(connection, quiet, on_error, found, timeout_s)
+    finally:
+        quiet.removeHandler(handler)
+
+
+def _diagnose(connection: KafkaConnection, quiet: logging.Logger, on_error: Any,
+              found: list[str], timeout_s: float) -> str | None:
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
     config = client_config(connection, "librdkafka")
     config.update({"error_cb": on_error, "logger": quiet, "socket.timeout.ms": 10_000,
                    "reconnect.backoff.max.ms": 1000})

@@ -91,13 +91,14 @@ class Publisher:
         self._generation = 0
         self._started = asyncio.Event()
         self.refused: str | None = None
+        """Why the broker refuses this producer's credentials, certificates or producer id,
+        naming the settings; None once that is over."""
         self._refused_fatally = -1
         """The generation of the last producer a fatal refusal ended (the ACLs refused its
         producer id): metadata answers do not show that fixed, a newer producer that lived
         on does."""
-        self._generation_started = 0.0
-        """Why the broker refuses this producer's credentials or certificates, naming the
-        settings; None once it answers."""
+        self._answered_generation = -1
+        self._answered_at = 0.0
 
     @property
     def ready(self) -> bool:
@@ -155,7 +156,6 @@ class Publisher:
         # the new one. (A number, not the producer: a producer referring to itself through
         # its callback would outlive its last use and keep its connections open.)
         self._generation += 1
-        self._generation_started = time.monotonic()
         generation = self._generation
         config["error_cb"] = lambda err: self._on_error(err, generation)
         try:
@@ -209,6 +209,12 @@ class Publisher:
             self._loop.call_later(self._poll_interval_s, self._poll)
         else:
             self._polling = False
+
+    @property
+    def refused_credentials(self) -> bool:
+        """Refused for its credentials or certificates (not for its ACLs, which the
+        producer outlives: a replacement is ready once they are granted)."""
+        return self.refused is not None and self._refused_fatally < 0
 
     def _serve(self, producer: Producer) -> None:
         """Serve the producer's events; a fatal error goes where ``error_cb``'s would."""
@@ -280,10 +286,12 @@ class Publisher:
                 else:
                     log.warning("broker stopped answering metadata requests")
                 self._broker_reachable = answered
+            if answered and self._answered_generation != self._generation:
+                self._answered_generation, self._answered_at = self._generation, time.monotonic()
             if answered and self.refused is not None and (
                 self._refused_fatally < 0
                 or (self._generation > self._refused_fatally
-                    and time.monotonic() - self._generation_started > REFUSAL_CLEARED_S)
+                    and time.monotonic() - self._answered_at > REFUSAL_CLEARED_S)
             ):
                 log.info("the broker accepts the producer again")
                 self.refused = None

@@ -286,9 +286,11 @@ class Settings(BaseModel):
                     f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
                     f"{', '.join(absent)}"
                 )
-        elif self.kafka_sasl_mechanism is not None or self.kafka_sasl_username is not None:
+        elif (self.kafka_sasl_mechanism, self.kafka_sasl_username,
+              self.kafka_sasl_password) != (None, None, None):
             raise ValueError(
-                "KAFKA_SASL_MECHANISM and KAFKA_SASL_USERNAME need KAFKA_SECURITY_PROTOCOL "
+                "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD need "
+                "KAFKA_SECURITY_PROTOCOL "
                 f"SASL_PLAINTEXT or SASL_SSL, not {self.kafka_security_protocol}"
             )
         tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")

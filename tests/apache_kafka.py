@@ -37,6 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script too
+
+from streams.processes import die_with_parent  # noqa: E402
+
 POM = Path(__file__).parent / "kafka" / "pom.xml"
 KAFKA_VERSION = "4.1.1"
 CACHE = ROOT / ".cache" / "kafka"
@@ -225,9 +229,13 @@ class KafkaCluster:
             if result.returncode != 0:
                 raise RuntimeError(f"formatting node {node.node_id} failed: "
                                    f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
-        for node in self.members:
-            self.start_node(node.node_id, wait=False)
-        self.wait_ready(timeout_s)
+        try:
+            for node in self.members:
+                self.start_node(node.node_id, wait=False)
+            self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()  # no JVM outlives a failed start
+            raise
         return self
 
     def start_node(self, node_id: int, *, wait: bool = True, timeout_s: float = 60.0) -> None:
@@ -236,12 +244,15 @@ class KafkaCluster:
             return
         log = open(node.dir / "stdout.log", "ab")
         node.process = subprocess.Popen(
-            ["java", f"-Xmx{HEAP}", f"-Xms{HEAP}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            ["java", f"-Xmx{HEAP}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
              "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
              f"-Dlog4j2.configurationFile={node.dir / 'log4j2.yaml'}",
              "-cp", classpath(self.version), "kafka.Kafka", str(node.dir / "server.properties")],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
+            # SIGTERM when the process that started it dies, however it dies (a test run
+            # killed by a timeout leaves no JVM behind).
+            preexec_fn=die_with_parent,
         )
         log.close()
         if wait:
@@ -254,13 +265,13 @@ class KafkaCluster:
 
         deadline = time.monotonic() + timeout_s
         live = [n for n in self.members if n.alive]
+        admin = AdminClient({"bootstrap.servers": ",".join(
+            f"127.0.0.1:{n.ports['PLAINTEXT']}" for n in live)})
         while True:
             for node in live:
                 if not node.alive:
                     raise RuntimeError(f"node {node.node_id} exited:\n{self.log_tail(node)}")
             if all(_answers(n.ports["PLAINTEXT"]) for n in live):
-                admin = AdminClient({"bootstrap.servers": ",".join(
-                    f"127.0.0.1:{n.ports['PLAINTEXT']}" for n in live)})
                 try:
                     meta = admin.list_topics(timeout=5)
                     if {b for b in meta.brokers} >= {n.node_id for n in live}:
@@ -314,9 +325,9 @@ class KafkaCluster:
     def stop(self) -> None:
         for node in self.members:
             if node.alive and node.process is not None:
-                with contextlib.suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
                     os.killpg(node.process.pid, signal.SIGKILL)
-                node.process.wait(30)
+                    node.process.wait(30)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

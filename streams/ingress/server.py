@@ -69,7 +69,7 @@ async def serve(
         while asyncio.get_running_loop().time() < deadline:
             if publisher.ready:
                 return
-            if publisher.refused is not None:
+            if publisher.refused_credentials and publisher.refused is not None:
                 refused.append(publisher.refused)
                 server.should_exit = True
                 return
