@@ -180,7 +180,6 @@ async def test_two_of_three_down_is_503_then_202_with_nothing_restarted(
         cluster.kill_node(node_id)
     status, hdrs, _ = await ingress.post(events[10].value)
     assert status == 503 and hdrs.get("Retry-After"), status
-    assert (await ingress.get("/readyz"))[0] in (200, 503)
 
     async def restart_soon() -> None:
         await asyncio.sleep(3)
