@@ -97,6 +97,17 @@ async def partitions_of(consumer: AIOKafkaConsumer, names: Iterable[str]) -> lis
     return tps
 
 
+async def drop_reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+    """Remove from ``ends`` the partitions whose position has reached their end offset.
+
+    By position, not by seeing a record at end - 1: a partition emptied by retention, or
+    ending in a tombstone that compaction removed or in a transaction marker, never
+    delivers one."""
+    for tp in list(ends):
+        if await consumer.position(tp) >= ends[tp]:
+            del ends[tp]
+
+
 async def assign_from_beginning(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """Assign every partition of ``topic`` to ``consumer``, each at its first offset."""
     tps = await partitions_of(consumer, [topic])

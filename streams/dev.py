@@ -17,7 +17,7 @@ from streams.broker import EmbeddedBroker, answers, is_loopback
 from streams.errors import ConfigurationError
 from streams.processes import die_with_parent, stop_process
 from streams.runtime import run
-from streams.settings import SECRET_VARS, Settings, parse_bootstrap
+from streams.settings import SECRET_FILE_VARS, Settings, parse_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,7 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "streams", "worker"],
         # The settings as values; the NAME_FILE variables they may have come from are left
         # out (the child would see both a secret and its file, which is refused).
-        env={**{k: v for k, v in os.environ.items()
-                if k not in {f"{var}_FILE" for var in SECRET_VARS}},
+        env={**{k: v for k, v in os.environ.items() if k not in SECRET_FILE_VARS},
              **settings.to_env()},
         stdin=subprocess.DEVNULL,
         # Its own process group: a terminal's Ctrl-C reaches dev alone, which stops the

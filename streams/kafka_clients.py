@@ -162,11 +162,10 @@ def faust_credentials(connection: KafkaConnection) -> CredentialsT | None:
     c = connection
     context = c.ssl_context() if c.tls else None
     if c.sasl:
-        credentials = SASLCredentials(
+        return SASLCredentials(
             username=c.sasl_username, password=c.sasl_password, ssl_context=context,
             mechanism=c.sasl_mechanism,
         )
-        return credentials
     if context is not None:
         return SSLCredentials(context)
     return None
@@ -236,7 +235,8 @@ def diagnose(connection: KafkaConnection, timeout_s: float = 10.0) -> str | None
     connection, naming the settings; None when metadata came back, or nothing but silence
     did (a broker that is down is not a configuration error). Blocking: run it in an
     executor."""
-    from confluent_kafka import KafkaError
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
 
     found: list[str] = []
 
@@ -255,28 +255,20 @@ def diagnose(connection: KafkaConnection, timeout_s: float = 10.0) -> str | None
     handler = _Collect(on_log)
     quiet.addHandler(handler)
     try:
-        return _diagnose(connection, quiet, on_error, found, timeout_s)
+        config = client_config(connection, "librdkafka")
+        config.update({"error_cb": on_error, "logger": quiet, "socket.timeout.ms": 10_000,
+                       "reconnect.backoff.max.ms": 1000})
+        admin = AdminClient(config)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not found:
+            try:
+                admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+                return None
+            except KafkaException:
+                admin.poll(0.1)
+        return found[0] if found else None
     finally:
         quiet.removeHandler(handler)
-
-
-def _diagnose(connection: KafkaConnection, quiet: logging.Logger, on_error: Any,
-              found: list[str], timeout_s: float) -> str | None:
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    config = client_config(connection, "librdkafka")
-    config.update({"error_cb": on_error, "logger": quiet, "socket.timeout.ms": 10_000,
-                   "reconnect.backoff.max.ms": 1000})
-    admin = AdminClient(config)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not found:
-        try:
-            admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
-            return None
-        except KafkaException:
-            admin.poll(0.1)
-    return found[0] if found else None
 
 
 class _Collect(logging.Handler):

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaException, Producer
 
 from schemas.outputs import TrainingPolicy
 from streams import headers, topics
-from streams.admin import assign_from_beginning, topic_consumer
+from streams.admin import assign_from_beginning, drop_reached, topic_consumer
 from streams.errors import BrokerUnavailable
 from streams.publisher import Publisher
 from streams.settings import Settings
@@ -82,9 +82,7 @@ async def read_policies(settings: Settings, idle_s: float = 0.3) -> PolicyBook:
                     except UnusableEvent:
                         continue
                     book.apply(course_id, policy, (r.timestamp, tp.partition, r.offset))
-            for tp in list(targets):  # by position: see streams.worker.replica
-                if await consumer.position(tp) >= targets[tp]:
-                    del targets[tp]
+            await drop_reached(consumer, targets)
             if not targets and not batch:
                 return book
 

@@ -97,8 +97,8 @@ class Publisher:
         """The generation of the last producer a fatal refusal ended (the ACLs refused its
         producer id): metadata answers do not show that fixed, a newer producer that lived
         on does."""
-        self._answered_generation = -1
-        self._answered_at = 0.0
+        self._answered_at: float | None = None
+        """When the current producer's first probe was answered."""
 
     @property
     def ready(self) -> bool:
@@ -156,6 +156,7 @@ class Publisher:
         # the new one. (A number, not the producer: a producer referring to itself through
         # its callback would outlive its last use and keep its connections open.)
         self._generation += 1
+        self._answered_at = None
         generation = self._generation
         config["error_cb"] = lambda err: self._on_error(err, generation)
         try:
@@ -211,10 +212,11 @@ class Publisher:
             self._polling = False
 
     @property
-    def refused_credentials(self) -> bool:
-        """Refused for its credentials or certificates (not for its ACLs, which the
-        producer outlives: a replacement is ready once they are granted)."""
-        return self.refused is not None and self._refused_fatally < 0
+    def credentials_refused(self) -> str | None:
+        """Why the broker refuses the credentials or certificates, if it does (not a refusal
+        by the ACLs, which the producer outlives: a replacement is ready once they are
+        granted)."""
+        return self.refused if self._refused_fatally < 0 else None
 
     def _serve(self, producer: Producer) -> None:
         """Serve the producer's events; a fatal error goes where ``error_cb``'s would."""
@@ -234,7 +236,8 @@ class Publisher:
     def _on_error(self, err: KafkaError, generation: int) -> None:
         """librdkafka's global errors (served by ``poll``, so on the loop thread)."""
         producer = self._producer
-        reason = refusal(self._settings.kafka, err.str(), err.code())
+        reason = None if producer is None else refusal(self._settings.kafka, err.str(),
+                                                       err.code())
         if producer is None or generation != self._generation:
             log.debug("replaced producer: %s", err.name())
         elif reason is not None:
@@ -286,11 +289,11 @@ class Publisher:
                 else:
                     log.warning("broker stopped answering metadata requests")
                 self._broker_reachable = answered
-            if answered and self._answered_generation != self._generation:
-                self._answered_generation, self._answered_at = self._generation, time.monotonic()
+            if answered and self._answered_at is None:
+                self._answered_at = time.monotonic()
             if answered and self.refused is not None and (
                 self._refused_fatally < 0
-                or (self._generation > self._refused_fatally
+                or (self._generation > self._refused_fatally and self._answered_at is not None
                     and time.monotonic() - self._answered_at > REFUSAL_CLEARED_S)
             ):
                 log.info("the broker accepts the producer again")

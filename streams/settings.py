@@ -83,8 +83,8 @@ _SECRETS: Final = frozenset({"webhook_secrets", "webhook_bearer_tokens", "link_s
                              "kafka_sasl_password", "kafka_ssl_key_password"})
 SECRET_VARS: Final = tuple(var for var, name in ENV_VARS.items() if name in _SECRETS)
 """Secrets that can also be given as ``NAME_FILE``: a path whose content is the value."""
-SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SECRET_FILE_VARS: Final = {f"{var}_FILE": var for var in SECRET_VARS}
+"""``NAME_FILE`` -> ``NAME`` for every secret."""
 _LOG_LEVELS: Final = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
@@ -197,8 +197,8 @@ class Settings(BaseModel):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
         "PLAINTEXT"
     )
-    """How every Kafka client of the project connects (``streams.kafka`` turns these settings
-    into each client library's configuration)."""
+    """How every Kafka client of the project connects (``streams.kafka_clients`` turns these
+    settings into each client library's configuration)."""
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = Field(default=None, repr=False)
@@ -274,8 +274,8 @@ class Settings(BaseModel):
 
     def _check_kafka_security(self) -> None:
         """SASL needs its mechanism and credentials; a client key needs its certificate."""
-        sasl = self.kafka_security_protocol.startswith("SASL_")
-        if sasl:
+        kafka = self.kafka
+        if kafka.sasl:
             absent = [var for var, value in (
                 ("KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
                 ("KAFKA_SASL_USERNAME", self.kafka_sasl_username),
@@ -293,13 +293,12 @@ class Settings(BaseModel):
                 "KAFKA_SECURITY_PROTOCOL "
                 f"SASL_PLAINTEXT or SASL_SSL, not {self.kafka_security_protocol}"
             )
-        tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")
         files = [var for var, value in (
             ("KAFKA_SSL_CA_FILE", self.kafka_ssl_ca_file),
             ("KAFKA_SSL_CERT_FILE", self.kafka_ssl_cert_file),
             ("KAFKA_SSL_KEY_FILE", self.kafka_ssl_key_file),
         ) if value is not None]
-        if files and not tls:
+        if files and not kafka.tls:
             raise ValueError(
                 f"{', '.join(files)} need{'s' if len(files) == 1 else ''} "
                 f"KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL, not {self.kafka_security_protocol}"
@@ -328,13 +327,13 @@ class Settings(BaseModel):
         """Read the process environment (or ``env``) once; bad values stop start-up. An
         unset or blank variable means the default."""
         e = dict(os.environ if env is None else env)
-        for var in SECRET_VARS:
-            path = e.get(f"{var}_FILE", "").strip()
+        for file_var, var in SECRET_FILE_VARS.items():
+            path = e.get(file_var, "").strip()
             if not path:
                 continue
             if e.get(var, "").strip():
-                raise ConfigurationError(f"set {var} or {var}_FILE, not both")
-            e[var] = _read_secret_file(f"{var}_FILE", path)
+                raise ConfigurationError(f"set {var} or {file_var}, not both")
+            e[var] = _read_secret_file(file_var, path)
         return cls.model_validate(
             {name: e[var] for var, name in ENV_VARS.items() if e.get(var, "").strip()}
         )

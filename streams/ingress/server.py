@@ -69,8 +69,9 @@ async def serve(
         while asyncio.get_running_loop().time() < deadline:
             if publisher.ready:
                 return
-            if publisher.refused_credentials and publisher.refused is not None:
-                refused.append(publisher.refused)
+            reason = publisher.credentials_refused
+            if reason is not None:
+                refused.append(reason)
                 server.should_exit = True
                 return
             await asyncio.sleep(0.1)

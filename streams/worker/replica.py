@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER
 from streams import headers, topics
+from streams.admin import drop_reached
 from streams.kafka_clients import KafkaConnection, aio_consumer
 from streams.state.catalog import CourseEntry, CourseEvent, apply_course_event
 from streams.state.codec import decode_course
@@ -128,13 +129,7 @@ class Replica:
                 self.records_read += len(records)
                 if records:
                     self._next[tp] = records[-1].offset + 1
-            # A partition is read when the consumer's position reaches its end offset, not
-            # when a record at end - 1 was seen: a partition emptied by retention, or ending
-            # in a tombstone that compaction removed or in a transaction marker, never
-            # delivers one.
-            for tp in list(targets):
-                if await consumer.position(tp) >= targets[tp]:
-                    del targets[tp]
+            await drop_reached(consumer, targets)
             if not targets and not self.ready.is_set():
                 log.info("catalog (%d courses) and policies (%d) read",
                          len(self.catalog), len(self.policies))

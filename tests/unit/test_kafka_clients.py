@@ -26,8 +26,6 @@ CLIENT_CLASSES = frozenset({
     "Producer", "Consumer", "AdminClient", "SerializingProducer", "DeserializingConsumer",
     # aiokafka
     "AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "AIOKafkaClient",
-    # Faust
-    "App",
 })
 FACTORY_MODULE = "streams/kafka_clients.py"
 
@@ -66,8 +64,6 @@ def test_no_kafka_client_is_built_outside_the_factory_without_its_configuration(
             continue
         for line, name, call in _constructions(path):
             if name in ("Producer", "Consumer", "AdminClient") and _takes_client_config(call):
-                continue
-            if name == "App" or (name == "WorkerApp"):
                 continue
             offenders.append(f"{rel}:{line}: {name}(...)")
     assert not offenders, "Kafka clients built without streams.kafka_clients: " + ", ".join(
