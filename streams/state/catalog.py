@@ -16,6 +16,10 @@ it; anything older can no longer matter and is dropped.
 ``published``: ``course.published`` sets it, ``course.unpublished`` and ``course.added`` (a
 new course is a draft until published) clear it; ``None`` until one of them is seen.
 ``deleted`` is final: no event undoes a deletion, and a deleted course keeps its entry.
+
+Events of one timestamp are ordered by their meaning (``RANK``): added, updated, published,
+unpublished, deleted. eduMe's samples stamp a course's events with the same millisecond:
+a course added and published in it ends published.
 """
 
 from __future__ import annotations
@@ -25,9 +29,28 @@ from typing import Any, Protocol
 
 from schemas import CourseAdded, CourseDeleted, CoursePublished, CourseUnpublished, CourseUpdated
 from schemas.course import TeamAssignedPayload, TeamRemovedPayload, TitleChangedPayload
-from streams.state.common import Meta, Stamped, earlier, is_newer, later, stamp
+from streams.state.common import (
+    Applied,
+    Meta,
+    Stamped,
+    earlier,
+    earliest,
+    is_newer,
+    later,
+    latest,
+    stamp,
+)
 
 CourseEvent = CourseAdded | CourseDeleted | CoursePublished | CourseUnpublished | CourseUpdated
+
+RANK: dict[type[Any], int] = {
+    CourseAdded: 0,
+    CourseUpdated: 1,
+    CoursePublished: 2,
+    CourseUnpublished: 3,
+    CourseDeleted: 4,
+}
+"""The order of a course's events of one timestamp: the order of a course's life."""
 
 _PUBLISHED_BY_TYPE: dict[type[Any], bool] = {
     CourseAdded: False,
@@ -55,7 +78,7 @@ class CourseEntry:
     """The latest title change (value: its timestamp as sent)."""
     last_event: Stamped | None = None
     """The latest event applied (value: its timestamp as sent)."""
-    event_ids: set[str] = field(default_factory=set)
+    applied: Applied = field(default_factory=Applied)
 
     @property
     def team_ids(self) -> list[int]:
@@ -89,7 +112,7 @@ class CourseEntry:
             "deletedAt": _value(self.deleted),
             "titleChangedAt": _value(self.title_changed),
             "lastEventAt": _value(self.last_event),
-            "eventsApplied": len(self.event_ids),
+            "eventsApplied": self.applied.count,
         }
 
 
@@ -99,9 +122,10 @@ def _value(register: Stamped | None) -> Any:
 
 def apply_course_event(entry: CourseEntry, event: CourseEvent, meta: Meta) -> bool:
     """Fold one course event into ``entry``; False (and nothing changes) for a repeat."""
-    if meta.event_id in entry.event_ids:
+    if entry.applied.seen(meta.event_id):
         return False
-    entry.event_ids.add(meta.event_id)
+    entry.applied.note(meta.event_id)
+    meta = meta._replace(rank=RANK[type(event)])
     payload = event.payload
     entry.course_key = later(entry.course_key, stamp(meta, payload.course.courseKey))
     entry.group_id = later(entry.group_id, stamp(meta, payload.group.groupId))
@@ -137,6 +161,30 @@ def _snapshot_teams(entry: CourseEntry, snapshot: Stamped) -> None:
     entry.team_changes = {
         team: change for team, change in entry.team_changes.items() if is_newer(change, snapshot)
     }
+
+
+def merge_courses(a: CourseEntry, b: CourseEntry) -> CourseEntry:
+    """The entry of both entries' events together: each register the latest (or earliest)
+    of the two, the newer team snapshot with the changes of either newer than it."""
+    snapshot = latest(a.team_snapshot, b.team_snapshot)
+    changes: dict[int, Stamped] = {}
+    for side in (a.team_changes, b.team_changes):
+        for team, change in side.items():
+            if is_newer(change, snapshot):
+                changes[team] = later(changes.get(team), change)
+    return CourseEntry(
+        course_id=a.course_id,
+        course_key=latest(a.course_key, b.course_key),
+        group_id=latest(a.group_id, b.group_id),
+        module_ids=latest(a.module_ids, b.module_ids),
+        team_snapshot=snapshot,
+        team_changes=changes,
+        published=latest(a.published, b.published),
+        deleted=earliest(a.deleted, b.deleted),
+        title_changed=latest(a.title_changed, b.title_changed),
+        last_event=latest(a.last_event, b.last_event),
+        applied=a.applied.merged(b.applied),
+    )
 
 
 class CatalogView(Protocol):

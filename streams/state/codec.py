@@ -1,8 +1,14 @@
 """States as JSON bytes and back: the values of the tables' changelog topics.
 
 The encoding is compact but readable (an operator can ``edume-streams read`` a changelog):
-a register is ``[ts, eventId, value]``, sets are sorted arrays, integer-keyed maps have
-decimal-string keys. ``decode(encode(state)) == state`` for every state (tested).
+a register is ``[ts, eventId, value]`` (``[ts, eventId, value, rank]`` when the event's
+rank among events of its timestamp is not 0), sets are sorted arrays, integer-keyed maps
+have decimal-string keys. ``decode(encode(state)) == state`` for every state (tested).
+
+Versions (``"v"``): 2 keeps what was applied as ``applied`` (a count) and ``recent`` (the
+latest short ids, oldest first). Version 1 (no ``"v"``) kept every event id applied, in
+``eventIds``; it still loads: its count is the number of ids, and any ``RECENT_IDS`` of
+them are kept (their order was not recorded).
 """
 
 from __future__ import annotations
@@ -12,26 +18,51 @@ from typing import Any
 import orjson
 
 from streams.state.catalog import CourseEntry
-from streams.state.common import Stamped
+from streams.state.common import SHORT_ID, Applied, Stamped
 from streams.state.progress import CourseProgress, LearnerState
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
+VERSION = 2
+
+
+def _one(r: Stamped) -> list[Any]:
+    if r.rank:
+        return [r.ts, r.event_id, r.value, r.rank]
+    return [r.ts, r.event_id, r.value]
+
+
+def _stamped(raw: list[Any]) -> Stamped:
+    return Stamped(raw[0], raw[1], raw[2], raw[3] if len(raw) > 3 else 0)
 
 
 def _reg(register: Stamped | None) -> list[Any] | None:
-    return None if register is None else [register.ts, register.event_id, register.value]
+    return None if register is None else _one(register)
 
 
 def _unreg(raw: list[Any] | None) -> Stamped | None:
-    return None if raw is None else Stamped(raw[0], raw[1], raw[2])
+    return None if raw is None else _stamped(raw)
 
 
 def _regs(registers: dict[Any, Stamped]) -> dict[Any, list[Any]]:
-    return {k: [r.ts, r.event_id, r.value] for k, r in registers.items()}
+    return {k: _one(r) for k, r in registers.items()}
 
 
 def _int_regs(raw: dict[str, list[Any]]) -> dict[int, Stamped]:
-    return {int(k): Stamped(r[0], r[1], r[2]) for k, r in raw.items()}
+    return {int(k): _stamped(r) for k, r in raw.items()}
+
+
+def encode_applied(applied: Applied) -> dict[str, Any]:
+    """The fields a state keeps of the events applied to it."""
+    return {"v": VERSION, "applied": applied.count, "recent": applied.recent}
+
+
+def decode_applied(raw: dict[str, Any], old_field: str = "eventIds") -> Applied:
+    """What a state of any version kept of the events applied (``old_field``: where version
+    1 kept every id)."""
+    if raw.get("v", 1) >= 2:
+        return Applied(raw["applied"], raw["recent"])
+    ids = raw.get(old_field, ())
+    return Applied(len(ids), [i[:SHORT_ID] for i in ids])
 
 
 def encode_course(entry: CourseEntry) -> bytes:
@@ -47,7 +78,7 @@ def encode_course(entry: CourseEntry) -> bytes:
             "deleted": _reg(entry.deleted),
             "titleChanged": _reg(entry.title_changed),
             "lastEvent": _reg(entry.last_event),
-            "eventIds": sorted(entry.event_ids),
+            **encode_applied(entry.applied),
         },
         option=_OPTIONS,
     )
@@ -66,7 +97,7 @@ def decode_course(data: bytes) -> CourseEntry:
         deleted=_unreg(raw["deleted"]),
         title_changed=_unreg(raw["titleChanged"]),
         last_event=_unreg(raw["lastEvent"]),
-        event_ids=set(raw["eventIds"]),
+        applied=decode_applied(raw),
     )
 
 
@@ -110,7 +141,7 @@ def encode_learner(state: LearnerState) -> bytes:
             "courses": {c: _course_progress(p) for c, p in state.courses.items()},
             "surveys": _regs(state.surveys),
             "lastEvent": _reg(state.last_event),
-            "eventIds": sorted(state.event_ids),
+            **encode_applied(state.applied),
             "emitted": sorted(state.emitted),
             "linked": sorted(state.linked),
             "reminders": {c: [due, cause] for c, (due, cause) in state.reminders.items()},
@@ -125,7 +156,7 @@ def decode_learner(data: bytes) -> LearnerState:
     return LearnerState(
         user_id=raw["userId"],
         external_id=_unreg(raw["externalId"]),
-        identifiers={k: Stamped(r[0], r[1], r[2]) for k, r in raw["identifiers"].items()},
+        identifiers={k: _stamped(r) for k, r in raw["identifiers"].items()},
         group_id=_unreg(raw["groupId"]),
         course_group_id=_unreg(raw["courseGroupId"]),
         added=_unreg(raw["added"]),
@@ -134,7 +165,7 @@ def decode_learner(data: bytes) -> LearnerState:
         courses={int(c): _uncourse_progress(p) for c, p in raw["courses"].items()},
         surveys=_int_regs(raw["surveys"]),
         last_event=_unreg(raw["lastEvent"]),
-        event_ids=set(raw["eventIds"]),
+        applied=decode_applied(raw),
         emitted=set(raw["emitted"]),
         linked=set(raw.get("linked", ())),
         reminders={int(c): (r[0], r[1]) for c, r in raw.get("reminders", {}).items()},

@@ -9,8 +9,18 @@ state that applying each once in timestamp order gives:
 - a register that keeps the value of the earliest event (``earlier``);
 - a set that only grows (union).
 
-Events are ordered by ``(timestamp, event id)``: the timestamp eduMe sent, then the event
-id, so that two events of the same millisecond still have one order everywhere.
+Events are ordered by ``(timestamp, rank, event id)``: the timestamp eduMe sent, then the
+event's rank in its subject's life (a course is added before it is published, a learner
+added before they start a lesson: each reducer ranks its event types), then the event id,
+so that two events of the same millisecond still have one order everywhere, and the one
+their meaning gives where there is one. eduMe's own samples stamp every event of a course
+with the same millisecond.
+
+What a state remembers of the events applied to it is bounded by its content, not by its
+history (``Applied``): how many were applied and the ids of the latest ``RECENT_IDS``. The
+merge rules above make the content exact whatever repeats (applying an event twice
+changes nothing), so the ids serve only to skip a repeat cheaply and to count each event
+once; see ``Applied`` for which repeats that covers.
 """
 
 from __future__ import annotations
@@ -38,38 +48,119 @@ class Meta(NamedTuple):
     """The event's ``timestamp`` in microseconds since the epoch (UTC)."""
     timestamp: str
     """The event's ``timestamp`` as eduMe sent it."""
+    rank: int = 0
+    """The event's place among events of the same timestamp (set by its reducer)."""
 
 
 class Stamped(NamedTuple):
-    """A value with the version of the event that set it: ``(ts, event_id)``."""
+    """A value with the version of the event that set it: ``(ts, rank, event_id)``."""
 
     ts: int
     event_id: str
     value: Any
+    rank: int = 0
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        """The version: registers keep the value of the latest or the earliest."""
+        return (self.ts, self.rank, self.event_id)
 
 
 def stamp(meta: Meta, value: Any) -> Stamped:
     """``value`` versioned by the event ``meta`` describes."""
-    return Stamped(meta.ts, meta.event_id, value)
+    return Stamped(meta.ts, meta.event_id, value, meta.rank)
 
 
 def later(current: Stamped | None, candidate: Stamped) -> Stamped:
     """The register of the latest event: ``candidate`` if it is newer than ``current``."""
-    if current is None or (candidate.ts, candidate.event_id) > (current.ts, current.event_id):
+    if current is None or candidate.order > current.order:
         return candidate
     return current
 
 
 def earlier(current: Stamped | None, candidate: Stamped) -> Stamped:
     """The register of the earliest event: ``candidate`` if it is older than ``current``."""
-    if current is None or (candidate.ts, candidate.event_id) < (current.ts, current.event_id):
+    if current is None or candidate.order < current.order:
         return candidate
     return current
 
 
+def latest(a: Stamped | None, b: Stamped | None) -> Stamped | None:
+    """Two registers of the latest event merged."""
+    return a if b is None else later(a, b)
+
+
+def earliest(a: Stamped | None, b: Stamped | None) -> Stamped | None:
+    """Two registers of the earliest event merged."""
+    return a if b is None else earlier(a, b)
+
+
 def is_newer(candidate: Stamped, than: Stamped | None) -> bool:
     """Whether ``candidate`` comes after ``than`` (anything comes after nothing)."""
-    return than is None or (candidate.ts, candidate.event_id) > (than.ts, than.event_id)
+    return than is None or candidate.order > than.order
+
+
+RECENT_IDS = 256
+"""Event ids a state remembers (the latest applied)."""
+SHORT_ID = 16
+"""Hex digits kept of each id: 64 bits, so that two different events among a state's
+``RECENT_IDS`` share a short id with odds of about 2^-48."""
+
+
+class Applied:
+    """What a state remembers of the events applied to it: how many, and the short ids of
+    the latest ``RECENT_IDS``, oldest first.
+
+    Guarantees, given that every reducer's merge rules are idempotent:
+    - the state's content is exact whatever repeats, however late (a batch redelivered
+      after a crash, the same event published by two ingress replicas, a replay, a
+      redelivery from eduMe days later): a repeat applied again changes nothing;
+    - a repeat arriving while its id is among the latest ``RECENT_IDS`` ids applied to the
+      same key is skipped and not counted: ``count`` is the number of distinct events for
+      every history whose repeats come within that window (a batch redelivered after a
+      crash or a repeat by two ingress replicas, unless the key had more than
+      ``RECENT_IDS`` events in between);
+    - an older repeat is applied again (changing nothing) and counted again.
+    """
+
+    __slots__ = ("_index", "count", "recent")
+
+    def __init__(self, count: int = 0, recent: list[str] | None = None) -> None:
+        self.count = count
+        self.recent: list[str] = list(recent or ())[-RECENT_IDS:]
+        self._index: set[str] | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Applied) and self.count == other.count
+                and self.recent == other.recent)
+
+    def __repr__(self) -> str:
+        return f"Applied(count={self.count}, recent={len(self.recent)} ids)"
+
+    def seen(self, event_id: str) -> bool:
+        """Whether ``event_id`` is among the latest ids applied."""
+        index = self._index
+        if index is None:
+            index = self._index = set(self.recent)
+        return event_id[:SHORT_ID] in index
+
+    def note(self, event_id: str) -> None:
+        """Count an event applied and remember its id (forgetting the oldest)."""
+        short = event_id[:SHORT_ID]
+        self.count += 1
+        self.recent.append(short)
+        index = self._index
+        if index is not None:
+            index.add(short)
+        if len(self.recent) > RECENT_IDS:
+            dropped = self.recent.pop(0)
+            if index is not None and dropped not in self.recent:
+                index.discard(dropped)
+
+    def merged(self, other: Applied) -> Applied:
+        """Both histories in one (the larger count; the ids of both, the latest kept)."""
+        recent = list(dict.fromkeys([*self.recent, *other.recent]))
+        return Applied(max(self.count, other.count), recent)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

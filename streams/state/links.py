@@ -40,13 +40,14 @@ from streams import topics
 from streams.errors import LinkError
 from streams.signing import LINK_KINDS, build_link, sign_link
 from streams.state.catalog import CatalogView
-from streams.state.common import Meta, Output, derived_id
+from streams.state.codec import decode_applied, encode_applied
+from streams.state.common import Applied, Meta, Output, derived_id
 from streams.state.policies import PolicyBook
 from streams.state.progress import LearnerState
 from streams.validation import summarise_validation
 
-MAX_LINKS_KEPT = 1000
-"""Links the query API lists per user (the newest); the ids of every cause are kept."""
+MAX_LINKS_KEPT = 100
+"""Links the query API lists per user (the newest)."""
 
 
 @dataclass(slots=True)
@@ -55,8 +56,10 @@ class LinkState:
 
     external_user_id: str
     user_id: int | None = None
-    seen: set[str] = field(default_factory=set)
-    """Ids of the requests and issue-link records applied (no time limit)."""
+    applied: Applied = field(default_factory=Applied)
+    """The requests and issue-link records applied: a repeat among the latest
+    ``RECENT_IDS`` is skipped (see ``Applied``); an older one is decided again, giving the
+    same records with the same ids, and is listed again."""
     links: list[dict[str, Any]] = field(default_factory=list)
     """Issued links, oldest first: kind, reason, url, issuedAt, courseId, contentId,
     teamIds, eventId."""
@@ -78,16 +81,17 @@ def encode_links(state: LinkState) -> bytes:
     return orjson.dumps({
         "externalUserId": state.external_user_id,
         "userId": state.user_id,
-        "seen": sorted(state.seen),
+        **encode_applied(state.applied),
         "links": state.links,
         "rejected": state.rejected,
     })
 
 
 def decode_links(data: bytes) -> LinkState:
+    """A links state of any codec version (version 1 kept every id in ``seen``)."""
     raw = orjson.loads(data)
-    return LinkState(raw["externalUserId"], raw["userId"], set(raw["seen"]), raw["links"],
-                     raw["rejected"])
+    return LinkState(raw["externalUserId"], raw["userId"], decode_applied(raw, "seen"),
+                     raw["links"][-MAX_LINKS_KEPT:], raw["rejected"])
 
 
 # ------------------------------------------------------------------------------ requests

@@ -21,6 +21,8 @@ Readings of eduMe's document, each pinned by a test:
 - Identifiers merge by ``key`` (the latest event's value per key); an event that lists
   none removes none.
 - The detailed completion carries no ``eId``: the external id comes from the other events.
+- Events of one timestamp are ordered by their meaning (``RANK``): added, activated,
+  started, finished, the detailed completion.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from schemas.learner import (
     LessonActivity,
     StandaloneSurveyActivity,
 )
-from streams.state.common import Meta, Stamped, earlier, later, stamp
+from streams.state.common import Applied, Meta, Stamped, earlier, later, stamp
 
 LearnerEvent = (
     LearnerAdded
@@ -51,6 +53,15 @@ LearnerEvent = (
     | LearnerActivityFinished
     | LearnerCourseCompleted
 )
+
+RANK: dict[type[Any], int] = {
+    LearnerAdded: 0,
+    LearnerActivated: 1,
+    LearnerActivityStarted: 2,
+    LearnerActivityFinished: 3,
+    LearnerCourseCompleted: 4,
+}
+"""The order of a learner's events of one timestamp: the order of a learner's progress."""
 
 ASSIGNED, IN_PROGRESS, COMPLETED = "assigned", "in_progress", "completed"
 
@@ -132,7 +143,7 @@ class LearnerState:
     surveys: dict[int, Stamped] = field(default_factory=dict)
     """Standalone surveys (outside any course): surveyId -> the latest answer."""
     last_event: Stamped | None = None
-    event_ids: set[str] = field(default_factory=set)
+    applied: Applied = field(default_factory=Applied)
     emitted: set[int] = field(default_factory=set)
     """Courses whose mandatory completion was emitted. Not a function of the learner's
     events alone (it depends on the policies when the completion was applied), so it is
@@ -184,7 +195,7 @@ class LearnerState:
             ],
             "surveys": _surveys_view(self.surveys),
             "lastEventAt": self.last_event.value if self.last_event else None,
-            "eventsApplied": len(self.event_ids),
+            "eventsApplied": self.applied.count,
         }
 
 
@@ -194,9 +205,10 @@ def _surveys_view(surveys: dict[int, Stamped]) -> list[dict[str, Any]]:
 
 def apply_learner_event(state: LearnerState, event: LearnerEvent, meta: Meta) -> bool:
     """Fold one learner event into ``state``; False (and nothing changes) for a repeat."""
-    if meta.event_id in state.event_ids:
+    if state.applied.seen(meta.event_id):
         return False
-    state.event_ids.add(meta.event_id)
+    state.applied.note(meta.event_id)
+    meta = meta._replace(rank=RANK[type(event)])
     state.last_event = later(state.last_event, stamp(meta, meta.timestamp))
     if isinstance(event, LearnerCourseCompleted):
         _apply_completion(state, event, meta)

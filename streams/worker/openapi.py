@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, with_config
 from pydantic.json_schema import GenerateJsonSchema
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only on 3.12+
 
-from schemas.common import Identifier
+from schemas.common import MAX_EXTERNAL_ID, Identifier
 from schemas.completion import ScoreBreakdown
 
 COURSE_PATH: Final = "/catalog/courses/{course_id}"
@@ -42,6 +42,9 @@ _SENT = "as eduMe sent it"
 _closed = with_config(ConfigDict(extra="forbid"))
 Time = Annotated[str | None, Field(description=f"an event's timestamp, {_SENT}")]
 Ids = list[int]
+EventsApplied = Annotated[int, Field(description=(
+    "events folded in; a repeat counts once unless it comes after 256 newer events of the "
+    "same key"))]
 
 
 @_closed
@@ -73,7 +76,7 @@ class CatalogEntry(TypedDict):
     deletedAt: Annotated[str | None, Field(description=f"the earliest deletion, {_SENT}")]
     titleChangedAt: Time
     lastEventAt: Time
-    eventsApplied: Annotated[int, Field(description="distinct events folded in")]
+    eventsApplied: EventsApplied
 
 
 @_closed
@@ -134,7 +137,7 @@ class Progress(TypedDict):
         description="every course the learner was assigned or has progress in")]
     surveys: Annotated[list[Survey], Field(description="standalone surveys")]
     lastEventAt: Time
-    eventsApplied: Annotated[int, Field(description="distinct events folded in")]
+    eventsApplied: EventsApplied
 
 
 @_closed
@@ -274,7 +277,8 @@ def worker_openapi_document() -> dict[str, Any]:
                 {
                     "200": _answer("the links (an empty list for a user never issued one)",
                                    "Links"),
-                    "400": _answer("externalUserId missing", "Error"),
+                    "400": _answer("externalUserId missing, or longer than "
+                                   f"{MAX_EXTERNAL_ID} characters", "Error"),
                     "503": _answer("the workers are rebalancing, or the key's owner did "
                                    "not answer; retry", "Error", retry=True),
                 },
@@ -282,7 +286,8 @@ def worker_openapi_document() -> dict[str, Any]:
                 parameters=[{
                     "name": "externalUserId", "in": "query", "required": True,
                     "description": "your user id, as in link requests (eduMe's eId)",
-                    "schema": {"type": "string", "minLength": 1},
+                    "schema": {"type": "string", "minLength": 1,
+                               "maxLength": MAX_EXTERNAL_ID},
                     "examples": {"sample": {"summary": "the eId of eduMe's samples",
                                             "value": "e8e6ed1a-b2c0-45a5-8310-5ed1d0948e30"}},
                 }],

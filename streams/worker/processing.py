@@ -95,6 +95,16 @@ class Step:
     rekeyed: int = 0
     reminders: int = 0
     """Reminders fired."""
+    key_of: dict[int, str] = field(default_factory=dict)
+    """Cause (an input record's index in the batch, or a due reminder's) -> the key whose
+    new state holds its effect: when that state cannot be kept, the cause is not kept
+    either (see ``Worker``)."""
+
+    def caused_by(self, cause: int, since: int) -> None:
+        """Mark the outputs from index ``since`` on as coming from ``cause``."""
+        outputs = self.outputs
+        for index in range(since, len(outputs)):
+            outputs[index] = outputs[index]._replace(cause=cause)
 
 
 def _reason_kind(reason: str) -> str:
@@ -206,7 +216,7 @@ class _KeyedProcessor(Generic[S]):
         step = Step()
         working: dict[str, S] = {}
         changed: set[str] = set()
-        for record in records:
+        for index, record in enumerate(records):
             read = read_webhook(record, self.family, self.layout)
             if isinstance(read, OutRecord):
                 if read.topic == self.dlq:
@@ -215,7 +225,7 @@ class _KeyedProcessor(Generic[S]):
                     step.dead[_reason_kind(text)] += 1
                 else:
                     step.rekeyed += 1
-                step.outputs.append(read)
+                step.outputs.append(read._replace(cause=index))
                 continue
             state = working.get(read.key)
             if state is None:
@@ -225,8 +235,9 @@ class _KeyedProcessor(Generic[S]):
                 step.repeats += 1
                 continue
             for output in self.apply(state, read):
-                step.outputs.append(self._out_record(output, record))
+                step.outputs.append(self._out_record(output, record)._replace(cause=index))
             changed.add(read.key)
+            step.key_of[index] = read.key
             step.applied[read.event.CANONICAL_TYPE] += 1
         for key in changed:
             partition = partition_for(key.encode(), self._table_partitions)
@@ -252,7 +263,7 @@ class CourseProcessor(_KeyedProcessor[CourseEntry]):
         return encode_course(state)
 
     def seen(self, state: CourseEntry, meta: Meta) -> bool:
-        return meta.event_id in state.event_ids
+        return state.applied.seen(meta.event_id)
 
     def apply(self, state: CourseEntry, webhook: Webhook) -> list[Output]:
         event: CourseEvent = webhook.event
@@ -284,7 +295,7 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
         return decode_learner(data)
 
     def seen(self, state: LearnerState, meta: Meta) -> bool:
-        return meta.event_id in state.event_ids
+        return state.applied.seen(meta.event_id)
 
     def encode(self, state: LearnerState) -> bytes:
         if self.links:
@@ -303,9 +314,16 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
         only each state's pending reminders are read."""
         self.due.clear()
         for key, raw in items:
-            pending = orjson.loads(raw).get("reminders")
-            if pending:
-                self.due[key] = min(due for due, _ in pending.values())
+            self.restore_due(key, raw)
+
+    def restore_due(self, key: str, raw: bytes | None) -> None:
+        """Index ``key``'s next reminder from its stored state ``raw`` (None: no state): after
+        a recovery, and when a new state computed for the key was not kept."""
+        pending = orjson.loads(raw).get("reminders") if raw else None
+        if pending:
+            self.due[key] = min(due for due, _ in pending.values())
+        else:
+            self.due.pop(key, None)
 
     def apply(self, state: LearnerState, webhook: Webhook) -> list[Output]:
         event: LearnerEvent = webhook.event
@@ -315,10 +333,11 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
 
     def fire_reminders(self, keys: Sequence[str], load: Load, now_us: int) -> Step:
         """Fire the reminders of ``keys`` due by ``now_us``: issue-link events, and the
-        learners' new states (each fired reminder marked, so it never fires again)."""
+        learners' new states (each fired reminder marked, so it never fires again). Each
+        key's index in ``keys`` is the cause of its records (``Step.key_of``)."""
         step = Step()
         received_at = rfc3339(now_us // 1000).encode()
-        for key in keys:
+        for cause, key in enumerate(keys):
             raw = load(key)
             if raw is None:
                 self.due.pop(key, None)
@@ -330,7 +349,9 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
             if len(state.reminders) == before:
                 self._note_due(key, state)
                 continue
-            step.outputs += [out_record(self.layout, o, received_at) for o in outputs]
+            step.outputs += [out_record(self.layout, o, received_at)._replace(cause=cause)
+                             for o in outputs]
+            step.key_of[cause] = key
             step.reminders += len(outputs)
             partition = partition_for(key.encode(), self._table_partitions)
             step.states[key] = (partition, self.encode(state))
@@ -342,11 +363,11 @@ def check_policies(records: Sequence[InRecord], layout: Layout) -> Step:
     a partition only sends what cannot be read there to ``streams.dlq``."""
     step = Step()
     dlq = layout.name(topics.STREAMS_DLQ)
-    for record in records:
+    for index, record in enumerate(records):
         try:
             parse_policy_record(record.key, record.value)
         except UnusableEvent as exc:
-            step.outputs.append(dead_letter(record, str(exc), dlq))
+            step.outputs.append(dead_letter(record, str(exc), dlq)._replace(cause=index))
             step.dead[_reason_kind(str(exc))] += 1
         else:
             step.applied[topics.TRAINING_POLICIES] += 1
@@ -358,11 +379,22 @@ ReadRequest = LinkRequest | tuple[dict[str, Any], str]
 
 CATALOG_GRACE_S = 10.0
 """How long a young course link waits for the catalog to show its course (see
-``LinkProcessor.waiting_on_catalog``)."""
+``LinkProcessor.waiting_on_catalog``): a link is young while its age
+(``record_age_ms``) is at most this, and its batch waits at most this long for it,
+counted from when the batch began waiting."""
 CATALOG_BUILD_WAIT_S = 120.0
 """How long a course link of any age waits while the worker's copy of the catalog is
 behind the course topics (after a start with a backlog, say): requests older than the
-grace would otherwise be refused for courses whose events are still to be read."""
+grace would otherwise be refused for courses whose events are still to be read. Also the
+hard limit of any batch's wait, counted from when it began."""
+
+
+def record_age_ms(timestamp_ms: int, now_ms: int) -> int:
+    """A record's age: ``now - min(timestamp, now)``. A record stamped in the future (a
+    producer's clock ahead, or a timestamp set by hand) is as young as one stamped now,
+    never younger: how long it waits is bounded by its batch's deadline, not by its
+    timestamp."""
+    return now_ms - min(timestamp_ms, now_ms)
 
 
 class LinkProcessor:
@@ -393,12 +425,12 @@ class LinkProcessor:
         team not assigned). Course events and learner events travel on different topics:
         a learner assigned a course just created can come first, and every worker's copy
         of the catalog follows the course agent's changelog a moment behind. The shell
-        waits (at most the grace) before deciding such a batch; a deletion is final and
-        is not waited on. ``any_age``: whatever the records' age (the shell asks this
+        waits (at most the grace, from when the batch began waiting) before deciding such
+        a batch; a deletion is final and is not waited on. ``any_age``: whatever the records' age (the shell asks this
         while the worker's copy of the catalog is behind its topics)."""
         grace_ms = CATALOG_GRACE_S * 1000
         for record in records:
-            if not any_age and now_ms - record.timestamp_ms > grace_ms:
+            if not any_age and record_age_ms(record.timestamp_ms, now_ms) > grace_ms:
                 continue
             issue = self._peek_issue(record)
             if issue is None or issue.kind != "course":
@@ -426,13 +458,16 @@ class LinkProcessor:
                 state = working[key] = decode_links(raw) if raw else LinkState(key)
             return state
 
-        for record in records:
+        for index, record in enumerate(records):
+            since = len(step.outputs)
             if record.topic == self.issue_topic:
                 key = self._issue(record, step, state_of)
             else:
                 key = self._request(record, step, state_of)
+            step.caused_by(index, since)
             if key is not None:
                 changed.add(key)
+                step.key_of[index] = key
         for key in changed:
             partition = partition_for(key.encode(), self._partitions)
             step.states[key] = (partition, encode_links(working[key]))
@@ -503,10 +538,10 @@ class LinkProcessor:
                 step.rekeyed += 1
             return None
         state = state_of(ext)
-        if rid in state.seen:
+        if state.applied.seen(rid):
             step.repeats += 1
             return None
-        state.seen.add(rid)
+        state.applied.note(rid)
         issue = issue_for_request(read, rid)
         if isinstance(issue, str):
             shown_request = orjson.loads(record.value or b"{}")
@@ -539,7 +574,7 @@ class LinkProcessor:
             return None
         iid = record.event_id() or hashlib.sha256(record.value or b"").hexdigest()
         state = state_of(ext)
-        if iid in state.seen:
+        if state.applied.seen(iid):
             step.repeats += 1
             return None
         self._decide(issue, iid, record.timestamp_ms, record.received_at(), state, step)
@@ -548,7 +583,7 @@ class LinkProcessor:
     def _decide(self, issue: LinkIssue, iid: str, issued_at_ms: int, received_at: bytes,
                 state: LinkState, step: Step) -> None:
         """Sign the link an issue-link event asks for (or reject it), once per its id."""
-        state.seen.add(iid)
+        state.applied.note(iid)
         if issue.userId is not None:
             state.user_id = issue.userId
         output = decide_link(issue, iid, self.replica.catalog, base_url=self.base_url,

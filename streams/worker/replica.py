@@ -10,8 +10,8 @@ worker reads all of them, rather than re-partitioning the learner stream by cour
   with the same pure reducer: a worker's copy does not wait for the course agent (which
   may be another worker, or this one blocked behind a batch of links waiting for the
   catalog), and ``caught_up`` says when the copy holds everything the topics held at the
-  last fetch. Changelog states and events merge: a state replaces the copy's entry only
-  when it holds every event the entry holds;
+  last fetch. Changelog states and events merge: an entry is a join of its events'
+  versions (``merge_courses``), so the copy holds what either has seen;
 - ``training.policies`` (compacted, written by ``edume-streams policy`` or any client).
 
 A plain consumer outside the consumer group reads every partition of both from the
@@ -37,7 +37,7 @@ from schemas import WEBHOOK_ADAPTER
 from streams import headers, topics
 from streams.admin import drop_reached
 from streams.kafka_clients import KafkaConnection, aio_consumer
-from streams.state.catalog import CourseEntry, CourseEvent, apply_course_event
+from streams.state.catalog import CourseEntry, CourseEvent, apply_course_event, merge_courses
 from streams.state.codec import decode_course
 from streams.state.common import UnusableEvent, meta_of
 from streams.state.policies import PolicyBook, parse_policy_record
@@ -146,8 +146,7 @@ class Replica:
         elif value is not None and key is not None:
             entry = decode_course(value)
             held = self.catalog.get(entry.course_id)
-            if held is None or held.event_ids <= entry.event_ids:
-                self.catalog[entry.course_id] = entry
+            self.catalog[entry.course_id] = entry if held is None else merge_courses(held, entry)
 
     def _apply_event(self, value: bytes | None,
                      record_headers: Sequence[tuple[str, bytes]]) -> None:

@@ -1,21 +1,25 @@
 """Hypothesis strategies for eduMe events of one course or one learner, and the oracle: the
-events folded once each in ``(timestamp, event id)`` order by the plainest code possible."""
+events folded once each in ``(timestamp, rank, event id)`` order by the plainest code
+possible (the rank: an event type's place among events of one timestamp)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from hypothesis import strategies as st
 
 from schemas import WEBHOOK_ADAPTER
-from streams.state.common import Meta, meta_of
+from streams.state import catalog, progress
+from streams.state.common import Applied, Meta, meta_of
 
 COURSE_ID = 22299
 USER_ID = 10217
 BASE = "2022-07-21T13:29:"
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,9 @@ class Ev:
     meta: Meta
 
     @property
-    def order(self) -> tuple[int, str]:
-        return (self.meta.ts, self.meta.event_id)
+    def order(self) -> tuple[int, int, str]:
+        rank = {**catalog.RANK, **progress.RANK}[type(self.event)]
+        return (self.meta.ts, rank, self.meta.event_id)
 
 
 def make(doc: dict[str, Any]) -> Ev:
@@ -140,6 +145,12 @@ def arrivals(draw: st.DrawFn, events: list[Ev]) -> list[Ev]:
     """The events in any order, some of them more than once (redeliveries)."""
     repeats = draw(st.lists(st.sampled_from(events), max_size=len(events))) if events else []
     return draw(st.permutations(events + repeats))
+
+
+def content(state: S) -> S:
+    """A state less what it remembers of the events applied (their count and latest ids,
+    which follow the arrival order)."""
+    return dataclasses.replace(state, applied=Applied())  # type: ignore[type-var]
 
 
 def unique_in_order(events: list[Ev]) -> list[Ev]:

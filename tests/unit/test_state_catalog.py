@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 
 from streams.state.catalog import CourseEntry, apply_course_event
 from streams.state.codec import decode_course, encode_course
-from tests.unit.state_events import COURSE_ID, Ev, arrivals, course_events, make, oracle_course
+from tests.unit.state_events import (
+    COURSE_ID,
+    Ev,
+    arrivals,
+    content,
+    course_events,
+    make,
+    oracle_course,
+    unique_in_order,
+)
 
 
 def fold(events: list[Ev]) -> CourseEntry:
@@ -41,8 +50,7 @@ def test_any_order_and_repetition_gives_the_timestamp_order_fold(
 ) -> None:
     events, arrived = case
     entry = fold(arrived)
-    assert entry == fold(sorted({e.meta.event_id: e for e in events}.values(),
-                                key=lambda e: e.order))
+    assert content(entry) == content(fold(unique_in_order(events)))
     view = entry.view()
     expected = oracle_course(events)
     assert {k: view[k] for k in expected} == expected
