@@ -8,7 +8,6 @@ writes a tombstone (a null value).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 from confluent_kafka import KafkaException, Producer
 
@@ -105,6 +104,3 @@ def parse_groups(text: str | None) -> list[int] | None:
         raise ValueError(f"--groups takes group ids (integers, comma-separated), got {text!r}")
     return sorted({int(p) for p in parts})
 
-
-def policy_lines(book: PolicyBook) -> Sequence[str]:
-    return [p.value().model_dump_json() for p in book.policies()]

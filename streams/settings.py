@@ -1,7 +1,8 @@
 """One frozen settings object, read from the environment once (by the CLI) and passed down.
 
-No module reads ``os.environ`` but this one; nothing below the CLI knows a broker address or
-a secret except through a ``Settings`` it was handed. ``Settings`` is a frozen pydantic
+No module reads settings from ``os.environ`` but this one (``broker`` and ``dev`` only pass
+the environment on to the processes they start); nothing below the CLI knows a broker
+address or a secret except through a ``Settings`` it was handed. ``Settings`` is a frozen pydantic
 model, so one built in code (tests, ``replace``) is validated exactly as one read from the
 environment: ``from_env`` only maps variable names to fields. Every invalid value stops
 start-up with a ``ConfigurationError`` that names the environment variable; secrets are left
