@@ -2,11 +2,11 @@
 
 No module reads settings from ``os.environ`` but this one (``broker`` and ``dev`` only pass
 the environment on to the processes they start); nothing below the CLI knows a broker
-address or a secret except through a ``Settings`` it was handed. ``Settings`` is a frozen pydantic
-model, so one built in code (tests, ``replace``) is validated exactly as one read from the
-environment: ``from_env`` only maps variable names to fields. Every invalid value stops
-start-up with a ``ConfigurationError`` that names the environment variable; secrets are left
-out of ``repr``, ``str`` and every error message.
+address or a secret except through a ``Settings`` it was handed. ``Settings`` is a frozen
+pydantic model, so one built in code (tests, ``replace``) is validated exactly as one read
+from the environment: ``from_env`` only maps variable names to fields. Every invalid value
+stops start-up with a ``ConfigurationError`` that names the environment variable; secrets
+are left out of ``repr``, ``str`` and every error message.
 
 Plain pydantic rather than pydantic-settings: the variable names are not the field names,
 the secret lists are comma-separated rather than JSON, and the mapping is one table here.
