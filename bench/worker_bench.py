@@ -4,6 +4,8 @@ pre-loaded events, the worker's memory with many learners, and POST-to-completio
     python bench/worker_bench.py [--events 100000] [--learners 20000] [--rss-learners 100000]
                                  [--rate 500] [--latency-seconds 20] [--set VAR=VALUE]
                                  [--link-requests 50000] [--restart-events N] [--skip PHASE]
+                                 [--only PHASE] [--onboarding-learners 100000]
+                                 [--history-events 100000] [--history-learners 1]
                                  [--broker {both,kafka,embedded}]
 
 Every phase runs on each broker of ``--broker`` in turn, in one run: Apache Kafka (one KRaft
@@ -43,6 +45,17 @@ is against the baseline measured in the same run on the same broker.
    committed offsets at the end of every learner partition). Once with dynamic membership (no
    ``WORKER_INSTANCE_ID``: the group waits for the killed member's session to expire), once
    with static membership (both processes ``WORKER_INSTANCE_ID=bench-worker-1``).
+7. Onboarding: a customer's first day (``bench.workloads.onboarding``).
+   ``--onboarding-learners`` learners added, each with 3 of 40 courses, 20 of them
+   mandatory (policies written as ``edume-streams policy set`` does) and none known to the
+   catalog, then half as many progress events; links on (assignment links, reminders
+   scheduled). The plain loop reads the same records, then a worker until every event is
+   applied and every assignment link decided. Printed: events/s, CPU per event, the
+   ratio, the worker's batches, its peak RSS and the reminder timer's overlap warnings.
+   Targets: >= 0.15 of the plain loop, < 300 MB for 100,000 learners.
+8. Long history: ``--history-events`` events of ``--history-learners`` learners over 3
+   courses of 10 lessons (``bench.workloads.long_history``); the worker's CPU per event
+   over the first and the last tenth of them, and their ratio (flat: 1.0).
 
 Everything runs on this machine's cores, broker included: compare the ratios, not the
 absolute figures.
@@ -57,13 +70,15 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +101,21 @@ from bench.brokers import (  # noqa: E402
     wait_for_topics,
 )
 from bench.procstats import cpu_seconds, rss_mb, stop, wait_http  # noqa: E402
+from bench.workloads import (  # noqa: E402
+    ONBOARDING_MANDATORY,
+    long_history,
+    onboarding,
+    tenths,
+)
 from streams import topics  # noqa: E402
 from streams.admin import ensure_topics, partitions_of  # noqa: E402
 from streams.broker import free_port  # noqa: E402
+from streams.clock import rfc3339  # noqa: E402
 from streams.topics import TopicSpec  # noqa: E402
 
 SECRET = "bench-secret"
-PHASES = ["throughput", "rss", "latency", "links", "link-latency", "restart"]
+PHASES = ["throughput", "rss", "latency", "links", "link-latency", "restart",
+          "onboarding", "history"]
 
 
 def learner_event(user: int, n: int) -> bytes:
@@ -116,9 +139,19 @@ def learner_event(user: int, n: int) -> bytes:
 
 def preload(bootstrap: str, topic: str, events: int, learners: int,
             ends: dict[int, int] | None = None) -> None:
-    """Write the events as the ingress does: murmur2 of the key, headers, batched.
-    ``ends``: filled with each partition's offset after its last record written (from the
-    delivery reports: the embedded broker's ListOffsets answer can be short)."""
+    """The throughput workload: ``events`` events of ``learners`` learners, round robin
+    (``write_events``)."""
+    write_events(bootstrap, topic, ((str(1_000_000 + i % learners).encode(),
+                                     learner_event(1_000_000 + i % learners, i // learners))
+                                    for i in range(events)), ends)
+
+
+def write_events(bootstrap: str, topic: str, events: Iterable[tuple[bytes, bytes]],
+                 ends: dict[int, int] | None = None) -> int:
+    """Write (key, value) events as the ingress does: murmur2 of the key, headers, batched;
+    answers how many. ``ends``: filled with each partition's offset after its last record
+    written (from the delivery reports: the embedded broker's ListOffsets answer can be
+    short)."""
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
                          "linger.ms": 5, "acks": "all", "enable.idempotence": True,
                          "queue.buffering.max.messages": 1_000_000})
@@ -127,16 +160,17 @@ def preload(bootstrap: str, topic: str, events: int, learners: int,
         if err is None and ends is not None:
             ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
 
-    for i in range(events):
-        user = 1_000_000 + i % learners
-        value = learner_event(user, i // learners)
-        producer.produce(topic, value, str(user).encode(), headers=[
+    received_at = rfc3339(int(time.time() * 1000)).encode()  # as the ingress stamps them
+    count = 0
+    for count, (key, value) in enumerate(events, 1):
+        producer.produce(topic, value, key, headers=[
             ("edume-event-id", hashlib.sha256(value).hexdigest().encode()),
-            ("edume-received-at", b"2026-11-01T10:00:00.000Z")],
+            ("edume-received-at", received_at)],
             on_delivery=delivered if ends is not None else None)
-        if i % 20_000 == 0:
+        if count % 20_000 == 0:
             producer.poll(0)
     assert producer.flush(60) == 0
+    return count
 
 
 def count_learner_events() -> Callable[[Any], bytes]:
@@ -212,20 +246,38 @@ def worker_env(bootstrap: str, prefix: str, port: int, extra: dict[str, str],
     return env
 
 
-def metric(port: int, name: str) -> float:
+def scrape(port: int) -> str:
+    """A worker's /metrics text."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
+        return str(r.read().decode())
+
+
+def metric_in(text: str, name: str | tuple[str, ...]) -> float:
+    """The sum of the samples of /metrics ``text`` whose line starts with ``name`` (or with
+    one of several)."""
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and not line.startswith("#"))
 
 
+def metric(port: int, name: str | tuple[str, ...]) -> float:
+    return metric_in(scrape(port), name)
+
+
 def run_worker(bootstrap: str, prefix: str, events: int, extra: dict[str, str],
                log: Path, embedded: bool, profile: Path | None = None,
-               done_metric: str = "edume_worker_events_consumed_total") -> dict[str, float]:
-    """A worker from its first record until ``done_metric`` reaches ``events`` (at most 10
-    minutes); its CPU per unit and peak RSS."""
+               done_metric: str = "edume_worker_events_consumed_total",
+               until: Sequence[tuple[str | tuple[str, ...], float]] = (),
+               poll_s: float = 0.25,
+               ) -> dict[str, Any]:
+    """A worker from its first record until ``done_metric`` reaches ``events`` and each
+    metric of ``until`` its target (at most 10 minutes); its CPU per unit and peak RSS.
+    Also answered: ``reached``, the seconds at which each metric of ``until`` got there
+    (and ``done``: ``done_metric`` to ``events``), and ``series``,
+    (seconds, CPU seconds, ``done_metric``) at every poll from the first record on. A
+    metric is named by a prefix of the scraped lines, or a tuple of them (the matching
+    values are summed): ``name{label="a`` takes every label value starting with ``a``."""
     port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=ROOT,
@@ -238,24 +290,42 @@ def run_worker(bootstrap: str, prefix: str, events: int, extra: dict[str, str],
         cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
         spy = None
         if profile is not None:  # py-spy (pip install py-spy): collapsed stacks, all threads
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--format",
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            spy = subprocess.Popen([py_spy, "record", "--pid", str(proc.pid), "--format",
                                     "raw", "--rate", "200", "--threads", "-o", str(profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        done = 0.0
+        text = scrape(port)
+        done = metric_in(text, done_metric)
+        series = [(0.0, 0.0, done)]
+        reached: dict[str | tuple[str, ...], float] = {}
         deadline = time.monotonic() + 600
-        while done < events and time.monotonic() < deadline:
-            time.sleep(0.25)  # each scrape costs the worker CPU: not too often
-            done = metric(port, done_metric)
+        while time.monotonic() < deadline:
+            for name, target in until:
+                if name not in reached and metric_in(text, name) >= target:
+                    reached[name] = time.perf_counter() - t0
+            if done >= events and "done" not in reached:
+                reached["done"] = time.perf_counter() - t0
+            if len(reached) == len(until) + 1:
+                break
+            time.sleep(poll_s)  # each scrape costs the worker CPU: not too often
+            text = scrape(port)
+            done = metric_in(text, done_metric)
+            series.append((time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0, done))
         wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
         if spy is not None:
             spy.send_signal(2)
             spy.wait(30)
         rss, peak = rss_mb(proc.pid)
-        keys = metric(port, 'edume_worker_table_keys{table="progress"}')
+        text = scrape(port)
+        keys = metric_in(text, 'edume_worker_table_keys{table="progress"}')
+        batches = metric_in(text, "edume_worker_batch_seconds_count")
+        batch_s = metric_in(text, "edume_worker_batch_seconds_sum")
+        consumed = metric_in(text, "edume_worker_events_consumed_total")
     finally:
         stop(proc)
     return {"events": done, "seconds": wall, "rate": done / wall, "cpu_us": cpu / done * 1e6,
-            "rss_mb": rss, "peak_mb": peak, "keys": keys}
+            "rss_mb": rss, "peak_mb": peak, "keys": keys, "reached": reached,
+            "series": series, "batches": batches, "batch_s": batch_s, "consumed": consumed}
 
 
 def latency(bootstrap: str, prefix: str, rate: int, seconds: float,
@@ -469,11 +539,8 @@ CONSUMED = "edume_worker_events_consumed_total"
 
 def _scrape(port: int) -> list[tuple[str, dict[str, str], float]] | None:
     """The worker's metrics as (name, labels, value); None while it does not answer."""
-    import urllib.request
-
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
+        text = scrape(port)
     except OSError:  # not listening yet, or not serving yet
         return None
     samples = []
@@ -507,8 +574,7 @@ def restart(broker: Any, prefix: str, events: int, learners: int, extra: dict[st
     a new worker process with the same settings (port included) starts at once. The seconds
     from its start to its first event consumed, and to caught up: the worker group's
     committed offsets at the end of every partition (commits follow the processed records
-    within ``WORKER_COMMIT_INTERVAL_S``; the worker's lag gauge is no guide here, as it
-    reads 0 before a seek back to records fetched and not delivered)."""
+    within ``WORKER_COMMIT_INTERVAL_S``: what a replacement worker would start from)."""
     from confluent_kafka import Consumer
 
     from streams.worker.app import APP_NAME
@@ -591,6 +657,61 @@ def restart(broker: Any, prefix: str, events: int, learners: int, extra: dict[st
         offsets.close()
 
 
+OVERLAP = re.compile(rb"Timer reminders is overlapping \(interval=\S+ runtime=([0-9.e-]+)\)")
+"""mode's warning when the reminder timer's body ran longer than its interval."""
+
+
+def onboarding_phase(broker: Any, prefix: str, learners: int, extra: dict[str, str],
+                     log: Path, profile: Path | None) -> dict[str, Any]:
+    """A customer's first day: ``learners`` learners added, each with 3 of 40 courses, 20
+    of them mandatory (``training.policies``, as ``edume-streams policy set`` writes
+    them) and none known to the catalog, then half as many progress events; links on
+    (the worker asks for an assignment link per mandatory course, and schedules its
+    reminder). The plain loop reads the same records first. Answered: both runs, the
+    assignment links asked for, and the reminder timer's overlap warnings in the
+    worker's log (count, longest runtime)."""
+    from schemas.outputs import TrainingPolicy
+    from streams.policy import write_policy
+    from streams.settings import Settings
+
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap, topic_prefix=prefix,
+                        kafka_embedded_broker=broker.embedded)
+    for course in ONBOARDING_MANDATORY:
+        write_policy(settings, course, TrainingPolicy(courseId=course, mandatory=True,
+                                                      groupIds=None))
+    day = onboarding(learners, learners // 2, int(time.time() * 1000))
+    topic = prefix + topics.LEARNER_EVENTS
+    total = write_events(broker.bootstrap, topic, day.events)
+    plain = asyncio.run(plain_loop(broker.bootstrap, topic, prefix + BENCH_OUT.name, total,
+                                   count_learner_events()))
+    mark = log.stat().st_size if log.exists() else 0
+    decided = tuple(f'edume_worker_records_written_total{{topic="{prefix}{t}"}}'
+                    for t in (topics.LINK_ISSUED, topics.LINK_REJECTED))
+    worker = run_worker(broker.bootstrap, prefix, total, extra, log, broker.embedded,
+                        profile, done_metric='edume_worker_events_applied_total{type="learner.',
+                        until=[(decided, day.assignment_links)])
+    with log.open("rb") as text:
+        text.seek(mark)
+        runtimes = [float(m.group(1)) for m in OVERLAP.finditer(text.read())]
+    return {"plain": plain, "worker": worker, "events": total, "links": day.assignment_links,
+            "applied_s": worker["reached"].get("done", math.nan),
+            "links_s": worker["reached"].get(decided, math.nan),
+            "overlaps": len(runtimes), "overlap_max_s": max(runtimes, default=0.0)}
+
+
+def history_phase(broker: Any, prefix: str, events: int, learners: int,
+                  extra: dict[str, str], log: Path) -> dict[str, Any]:
+    """``events`` events of ``learners`` learners over bounded content; the worker's CPU
+    per event and events/s over the first and the last tenth of them."""
+    start_ms = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+    write_events(broker.bootstrap, prefix + topics.LEARNER_EVENTS,
+                 long_history(events, learners, start_ms))
+    worker = run_worker(broker.bootstrap, prefix, events, extra, log, broker.embedded,
+                        poll_s=0.1)
+    first, last = tenths(worker["series"], events)
+    return {"worker": worker, "first": first, "last": last}
+
+
 BENCH_OUT = TopicSpec("bench.out", "as the input's", "the plain loop's output", partitions=4)
 """The plain loops' output (the embedded broker would create it with 4 partitions; Apache
 Kafka creates no topic by itself)."""
@@ -606,9 +727,9 @@ def run_on(kind: str, broker: Any, args: argparse.Namespace, extra: dict[str, st
     b, embedded = broker.bootstrap, broker.embedded
     figures: dict[str, float] = {}
     names: list[str] = []
-    for prefix in ("tp.", "rss.", "lat.", "lk.", "lkl.", "rdyn.", "rsta."):
+    for prefix in ("tp.", "rss.", "lat.", "lk.", "lkl.", "rdyn.", "rsta.", "ob.", "lh."):
         names += list(asyncio.run(ensure_topics(broker.kafka, prefix)))
-    for prefix in ("tp.", "lk."):
+    for prefix in ("tp.", "lk.", "ob."):
         names += list(asyncio.run(ensure_topics(broker.kafka, prefix, [BENCH_OUT])))
     wait_for_topics(b, names)
     if "throughput" not in args.skip:
@@ -686,6 +807,48 @@ def run_on(kind: str, broker: Any, args: argparse.Namespace, extra: dict[str, st
                     + f" (the new process stopped when the wait ran out; see {log})")
             figures.update({f"restart_{mode}_first_s": r["first_s"],
                             f"restart_{mode}_caught_s": r["caught_s"]})
+    if "onboarding" not in args.skip:
+        ob_profile = None if profile is None else profile.with_name(
+            f"{profile.stem}-onboarding{profile.suffix}")
+        ob = onboarding_phase(broker, "ob.", args.onboarding_learners, extra, log, ob_profile)
+        plain, w, n = ob["plain"], ob["worker"], ob["events"]
+        applied_rate, all_rate = n / ob["applied_s"], n / max(ob["applied_s"], ob["links_s"])
+        say(f"onboarding         : {args.onboarding_learners:,} learners added (3 of 40 "
+            f"courses, 20 mandatory, none in the catalog), then {n - args.onboarding_learners:,}"
+            f" progress events; {ob['links']:,} assignment links asked for")
+        say(f"  plain loop        : {plain['rate']:8,.0f} events/s  "
+            f"{plain['cpu_us']:5.0f} µs CPU/event")
+        say(f"  worker            : {applied_rate:8,.0f} events/s  "
+            f"{w['cpu_us']:5.0f} µs CPU/event; every "
+            f"event applied after {ob['applied_s']:.1f} s, every link decided after "
+            f"{ob['links_s']:.1f} s ({all_rate:,.0f} events/s to both)")
+        say(f"  ratio worker/plain: {applied_rate / plain['rate']:.3f} (events applied; "
+            f"{all_rate / plain['rate']:.3f} to the links decided too; target >= 0.15)")
+        say(f"  batches           : {w['batches']:,.0f} of {w['consumed'] / w['batches']:.0f} "
+            f"records on average, {w['batch_s'] / w['batches'] * 1000:.0f} ms each from taking "
+            f"one to its writes acknowledged ({w['batch_s']:.0f} s in all, both agents)")
+        say(f"  memory            : peak RSS {w['peak_mb']:.0f} MB ({w['rss_mb']:.0f} MB at the "
+            f"end), {w['keys']:,.0f} learners (target < 300 MB for 100,000)")
+        say(f"  reminder timer    : {ob['overlaps']} 'Timer reminders is overlapping' "
+            f"warnings, longest runtime {ob['overlap_max_s']:.2f} s")
+        figures.update(onboarding_ratio=applied_rate / plain["rate"],
+                       onboarding_all_ratio=all_rate / plain["rate"],
+                       onboarding_rate=applied_rate, onboarding_peak_mb=w["peak_mb"],
+                       onboarding_overlaps=ob["overlaps"])
+    if "history" not in args.skip:
+        h = history_phase(broker, "lh.", args.history_events, args.history_learners, extra,
+                          log)
+        (first_s, first_cpu, first_n), (last_s, last_cpu, last_n) = h["first"], h["last"]
+        first_us, last_us = first_cpu / first_n * 1e6, last_cpu / last_n * 1e6
+        say(f"long history       : {args.history_events:,} events of "
+            f"{args.history_learners} learner(s), 3 courses of 10 lessons")
+        say(f"  first tenth       : {first_n / first_s:8,.0f} events/s  {first_us:5.0f} µs "
+            f"CPU/event ({first_n:,.0f} events)")
+        say(f"  last tenth        : {last_n / last_s:8,.0f} events/s  {last_us:5.0f} µs "
+            f"CPU/event ({last_n:,.0f} events)")
+        say(f"  last / first      : {last_us / first_us:.2f} (CPU per event; flat is 1.0)")
+        figures.update(history_first_us=first_us, history_last_us=last_us,
+                       history_ratio=last_us / first_us)
     return figures
 
 
@@ -715,6 +878,15 @@ def summary_rows(results: dict[str, dict[str, float]],
         row("SIGKILL restart to first event s, static", "restart_static_first_s", ".2f"),
         row("SIGKILL restart to caught up s, dynamic", "restart_dynamic_caught_s", ".2f"),
         row("SIGKILL restart to caught up s, static", "restart_static_caught_s", ".2f"),
+        row(f"onboarding {args.onboarding_learners:,} learners, events/s", "onboarding_rate",
+            ",.0f"),
+        row("onboarding / plain loop (ratio)", "onboarding_ratio", ".3f"),
+        row("  with its links decided (ratio)", "onboarding_all_ratio", ".3f"),
+        row("onboarding peak RSS MB", "onboarding_peak_mb", ".0f"),
+        row("onboarding reminder timer overlaps", "onboarding_overlaps", ".0f"),
+        row("long history CPU µs/event, first tenth", "history_first_us", ".0f"),
+        row("long history CPU µs/event, last tenth", "history_last_us", ".0f"),
+        row("long history last / first", "history_ratio", ".2f"),
     ]
 
 
@@ -732,9 +904,18 @@ def main() -> None:
     parser.add_argument("--link-requests", type=int, default=50_000)
     parser.add_argument("--restart-events", type=int, default=0,
                         help="the restart phase's backlog (default: --events)")
+    parser.add_argument("--onboarding-learners", type=int, default=100_000,
+                        help="the onboarding phase's learners (half as many progress "
+                             "events follow)")
+    parser.add_argument("--history-events", type=int, default=100_000)
+    parser.add_argument("--history-learners", type=int, default=1)
     parser.add_argument("--skip", action="append", default=[], choices=PHASES)
+    parser.add_argument("--only", action="append", default=[], choices=PHASES,
+                        help="run only these phases (the others are skipped)")
     add_option(parser)
     args = parser.parse_args()
+    if args.only:
+        args.skip = [p for p in PHASES if p not in args.only]
     extra = dict(item.split("=", 1) for item in args.set)
     kinds = chosen(args.broker)
     logs = Path(tempfile.mkdtemp(prefix="worker-bench-"))

@@ -7,14 +7,28 @@ is the object as received, so nothing is lost by not modelling a field).
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 Family = Literal["course", "learner"]
 
-#: eduMe ids: JSON integers only ("1", true and 1.5 are mismatches, even outside a strict model).
-Id = StrictInt
+MAX_ID: Final = 2**53 - 1
+"""The largest id JavaScript holds exactly (``Number.MAX_SAFE_INTEGER``). A larger one would be
+rounded in a record's JSON.stringify value but not in its key, so two learners or courses
+could become one."""
+
+#: eduMe ids: JSON integers from 1 to ``MAX_ID`` ("1", true, 1.5, 0 and 2**53 are mismatches,
+#: even outside a strict model).
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+
+MAX_EXTERNAL_ID: Final = 256
+"""Characters at most of an external user id (eduMe's ``eId``, a link request's
+``externalUserId``): a UUID has 36, an e-mail address at most 254. It is a Kafka key and a
+table key, so its length is bounded."""
+
+#: An external user id as a key: at most ``MAX_EXTERNAL_ID`` characters.
+ExternalId = Annotated[str, Field(max_length=MAX_EXTERNAL_ID)]
 
 #: ``version`` is an int, not ``Literal[1]``: a future version 2 must reach the topic
 #: (consumers branch on it) instead of being dead-lettered as a mismatch.

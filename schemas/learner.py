@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag
 from schemas.common import (
     CourseRef,
     EdumeModel,
+    ExternalId,
     Family,
     Group,
     Id,
@@ -29,7 +30,7 @@ from schemas.common import (
 class LearnerUser(EdumeModel):
     """The learner as learner events send it: userId is the partition key, eId eduMe's own UUID."""
 
-    eId: str
+    eId: ExternalId
     userId: Id
     identifiers: list[Identifier]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-Id = StrictInt
+from schemas.common import MAX_EXTERNAL_ID, ExternalId, Id
 
 
 class _Produced(BaseModel):
@@ -48,7 +48,7 @@ class MandatoryCompleted(_Produced):
     mandatory for their group. One per learner and course."""
 
     userId: Id = Field(description="eduMe userId")
-    externalUserId: str | None = Field(
+    externalUserId: ExternalId | None = Field(
         description="eduMe's eId for the learner; null if no event with it was seen yet"
     )
     groupId: Id | None = Field(description="the learner's group")
@@ -75,7 +75,11 @@ class LinkRequest(_Accepted):
     """
 
     kind: str
-    externalUserId: str = Field(min_length=1)
+    externalUserId: str = Field(
+        min_length=1, max_length=MAX_EXTERNAL_ID,
+        description=f"the learner's id in the downstream app, at most {MAX_EXTERNAL_ID} "
+                    "characters",
+    )
     contentId: Id | None = None
     courseId: Id | None = Field(default=None, description="course links: alias of contentId")
     teamIds: list[Id] | None = None
@@ -87,7 +91,7 @@ class LinkIssue(_Produced):
     """``links.issue``, keyed by externalUserId: a link the link agent is to sign and issue."""
 
     kind: LinkKind
-    externalUserId: str
+    externalUserId: ExternalId
     userId: Id | None = Field(default=None, description="eduMe userId, when known")
     contentId: Id | None
     courseId: Id | None
@@ -101,7 +105,7 @@ class LinkIssued(_Produced):
 
     kind: LinkKind
     url: str = Field(description="the seamless link, signed (ends with &sig=<hex HMAC>)")
-    externalUserId: str
+    externalUserId: ExternalId
     courseId: Id | None
     teamId: Id | None = Field(description="the link's team; the first one when it has several")
     teamIds: list[Id] = Field(description="every team the link names (its g parameter)")

@@ -66,7 +66,7 @@ from streams.admin import (
     topic_consumer,
     topic_partitions,
 )
-from streams.clock import rfc3339
+from streams.clock import MAX_CLOCK_SKEW_S, rfc3339, timestamp_skew
 from streams.errors import BrokerUnavailable, EdumeStreamsError, MalformedJSON
 from streams.headers import DLQ_REASON, DLQ_SOURCE, EVENT_ID, EVENT_TYPE, RECEIVED_AT
 from streams.jsjson import DEFAULT_MAX_DEPTH, canonical
@@ -169,11 +169,13 @@ Decision = Replay | Leave
 
 
 def decide_webhook(
-    dead: DeadLetter, prefix: str, max_depth: int = DEFAULT_MAX_DEPTH
+    dead: DeadLetter, prefix: str, max_depth: int = DEFAULT_MAX_DEPTH, *,
+    max_skew_s: float = MAX_CLOCK_SKEW_S,
 ) -> Decision:
     """An ``edume.webhooks.dlq`` record: the event the ingress would publish for its body
     today, or why it would still refuse it. Mirrors the ingress's path (parse, canonical
-    type, ``WEBHOOK_ADAPTER``, routing id, ``EVENT_TOPIC_BY_FAMILY``)."""
+    type, ``WEBHOOK_ADAPTER``, routing id, ``EVENT_TOPIC_BY_FAMILY``, ``MAX_CLOCK_SKEW``
+    against the original ``edume-received-at``)."""
     body = dead.value
     if body is None:
         return Leave("still invalid", "a tombstone (no body)")
@@ -197,6 +199,11 @@ def decide_webhook(
     except ValidationError as exc:
         summary = summarise_validation(exc, document)
         return Leave("still invalid", f"{event_type} does not match its schema: {summary}")
+    received_us = dead.received_at_us()
+    if received_us is not None:
+        skew = timestamp_skew(event.timestamp, received_us, max_skew_s)
+        if skew is not None:
+            return Leave("still invalid", f"{event_type} {skew}")
     event_id = _webhook_event_id(dead, js)
     return Replay(
         topics.prefixed(topics.EVENT_TOPIC_BY_FAMILY[event.FAMILY], prefix),
@@ -220,7 +227,8 @@ def _webhook_event_id(dead: DeadLetter, js: bytes) -> str:
     return hashlib.sha256(js).hexdigest()
 
 
-def decide_worker_record(dead: DeadLetter, layout: Layout) -> Decision:
+def decide_worker_record(dead: DeadLetter, layout: Layout, *,
+                         max_skew_s: float = MAX_CLOCK_SKEW_S) -> Decision:
     """A ``streams.dlq`` record: the copy to republish to its source topic, or why it is
     left. ``layout`` names the topics (prefix) and gives the event topics' partitions."""
     place = dead.text(DLQ_SOURCE) or (dead.key or b"").decode("utf-8", "replace")
@@ -232,7 +240,7 @@ def decide_worker_record(dead: DeadLetter, layout: Layout) -> Decision:
                 topics.EVENT_TOPIC_BY_FAMILY.items()}
     family = families.get(topic)
     if family is not None:
-        return _event_record(dead, place, topic, family, layout)
+        return _event_record(dead, place, topic, family, layout, max_skew_s)
     if topic == layout.name(topics.LINK_REQUESTS):
         return _link_request(dead, place, topic)
     if topic == layout.name(topics.TRAINING_POLICIES):
@@ -278,7 +286,7 @@ def _dead_reason(out: OutRecord) -> str:
 
 
 def _event_record(dead: DeadLetter, place: str, topic: str, family: Family,
-                  layout: Layout) -> Decision:
+                  layout: Layout, max_skew_s: float) -> Decision:
     value = dead.value
     if value is None:
         return Leave("still invalid", "a tombstone (no value) on an event topic")
@@ -289,14 +297,15 @@ def _event_record(dead: DeadLetter, place: str, topic: str, family: Family,
     dlq = layout.name(topics.STREAMS_DLQ)
     # The worker's rules, as the worker applies them: read where the record was (its key is
     # not kept), which gives the key and partition it belongs at, then read it there.
-    probe = InRecord(topic, -1, offset, None, value, [], dead.timestamp_ms)
-    read: Webhook | OutRecord = read_webhook(probe, family, layout)
+    received = (RECEIVED_AT, dead.received_at())
+    probe = InRecord(topic, -1, offset, None, value, [received], dead.timestamp_ms)
+    read: Webhook | OutRecord = read_webhook(probe, family, layout, max_skew_s=max_skew_s)
     if isinstance(read, OutRecord):
         if read.topic == dlq or read.partition is None:
             return Leave("still invalid", _dead_reason(read))
         placed = InRecord(topic, read.partition, offset, read.key, value,
-                          [(EVENT_ID, event_id.encode())], dead.timestamp_ms)
-        read = read_webhook(placed, family, layout)
+                          [(EVENT_ID, event_id.encode()), received], dead.timestamp_ms)
+        read = read_webhook(placed, family, layout, max_skew_s=max_skew_s)
         if isinstance(read, OutRecord):
             return Leave("still invalid", _dead_reason(read))
     return Replay(
@@ -464,11 +473,13 @@ class Planner:
     record this one; ``none``: leave it (counted by why)."""
 
     def __init__(self, replay_log: ReplayLog, *, prefix: str, layout: Layout,
-                 max_depth: int = DEFAULT_MAX_DEPTH, since_ms: int | None = None) -> None:
+                 max_depth: int = DEFAULT_MAX_DEPTH, since_ms: int | None = None,
+                 max_skew_s: float = MAX_CLOCK_SKEW_S) -> None:
         self.log = replay_log
         self.prefix = prefix
         self.layout = layout
         self.max_depth = max_depth
+        self.max_skew_s = max_skew_s
         self.since_ms = since_ms
         self.tallies: dict[str, Tally] = {}
         self._webhooks_dlq = topics.prefixed(topics.WEBHOOKS_DLQ, prefix)
@@ -478,8 +489,9 @@ class Planner:
 
     def decide(self, dead: DeadLetter) -> Decision:
         if dead.topic == self._webhooks_dlq:
-            return decide_webhook(dead, self.prefix, self.max_depth)
-        return decide_worker_record(dead, self.layout)
+            return decide_webhook(dead, self.prefix, self.max_depth,
+                                  max_skew_s=self.max_skew_s)
+        return decide_worker_record(dead, self.layout, max_skew_s=self.max_skew_s)
 
     def consider(self, dead: DeadLetter) -> tuple[Action, Replay | None]:
         tally = self.tally(dead.topic)
@@ -573,7 +585,8 @@ async def replay(
     copies_before = set(replay_log.copies)
 
     planner = Planner(replay_log, prefix=prefix, layout=layout,
-                      max_depth=settings.max_json_depth, since_ms=since_ms)
+                      max_depth=settings.max_json_depth, since_ms=since_ms,
+                      max_skew_s=settings.max_clock_skew_s)
     for name in dlq_topics:
         planner.tally(name)
     writer = None if dry_run else _Writer(settings, timeout_s)

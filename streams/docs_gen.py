@@ -110,8 +110,9 @@ TOPIC_DOCS: dict[str, TopicDoc] = {
     ),
     topics.WEBHOOKS_DLQ: TopicDoc(
         produced_by=(
-            "ingress: authentic webhooks with an unknown `type` or not matching their "
-            "type's schema, as the raw body",
+            "ingress: authentic webhooks with an unknown `type`, not matching their type's "
+            "schema, or stamped more than `MAX_CLOCK_SKEW` after they were received, as the "
+            "raw body",
         ),
         consumed_by=(
             "operators: `edume-streams read edume.webhooks.dlq`; `edume-streams dlq replay` (see "
@@ -120,8 +121,9 @@ TOPIC_DOCS: dict[str, TopicDoc] = {
         headers=(*_STANDARD, headers.DLQ_REASON),
         headers_note=(
             "`edume-event-type` is absent when the type is unknown. `edume-dlq-reason` says "
-            "why: `unknown type '…'`, `type missing or not a string`, or `<type> does not "
-            "match its schema: …`."
+            "why: `unknown type '…'`, `type missing or not a string`, `<type> does not "
+            "match its schema: …`, or `<type> stamped … after it was received (clock skew "
+            "over MAX_CLOCK_SKEW, …)`."
         ),
         ordering=_DLQ_ORDER,
     ),
@@ -203,7 +205,8 @@ TOPIC_DOCS: dict[str, TopicDoc] = {
     topics.STREAMS_DLQ: TopicDoc(
         produced_by=(
             "workers: every agent (`courses`, `learners`, `policies`, `links`), for a record "
-            "it cannot use",
+            "it cannot use, or one whose output or new state the broker refused for good "
+            "(the reason names the topic and the error)",
         ),
         consumed_by=(
             "operators: `edume-streams read streams.dlq`; `edume-streams dlq replay` (see "

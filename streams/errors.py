@@ -57,7 +57,22 @@ class PublishError(EdumeStreamsError):
     """The broker did not take or acknowledge a record: the sender must retry later."""
 
     http_status: ClassVar[int | None] = 503
+    permanent: ClassVar[bool] = False
+    """True when sending the same record again cannot succeed (see ``RecordRefused``)."""
+
+    def __init__(self, message: str, error_name: str | None = None) -> None:
+        super().__init__(message)
+        self.error_name = error_name
+        """librdkafka's name of the error (``MSG_SIZE_TOO_LARGE``), when it gave one."""
 
 
 class BrokerUnavailable(PublishError):
-    """Not connected to a broker, or the broker refused the request."""
+    """Not connected to a broker, or the broker refused the request for now."""
+
+
+class RecordRefused(PublishError):
+    """The broker or the producer refuses this record for good: too large for the topic or
+    the producer, not a valid record, or a topic the credentials may not write. Sent again,
+    the same bytes get the same answer."""
+
+    permanent = True

@@ -35,7 +35,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from streams.errors import BrokerUnavailable, ConfigurationError, PublishError
+from streams.errors import BrokerUnavailable, ConfigurationError, PublishError, RecordRefused
 from streams.kafka_clients import client_config, refusal
 from streams.settings import Settings
 
@@ -43,6 +43,33 @@ log = logging.getLogger(__name__)
 rdkafka_log = logging.getLogger("streams.librdkafka")
 
 Headers = list[tuple[str, str | bytes | None]]
+
+
+PERMANENT_ERRORS: frozenset[int] = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE,  # over the topic's max.message.bytes, or the producer's
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.INVALID_TIMESTAMP,
+    KafkaError.TOPIC_EXCEPTION,  # not a valid topic name
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+    KafkaError.POLICY_VIOLATION,
+    KafkaError._UNKNOWN_PARTITION,  # a partition the topic does not have
+    KafkaError._INVALID_ARG,
+})
+"""librdkafka error codes that refuse one record for good: sending the same bytes again
+gets the same answer. Every other error is transient (a broker down, a leader moving, a
+timeout, a producer being replaced), including the ones that refuse the whole producer
+(credentials, cluster authorization): those make the process unready instead."""
+
+
+def record_error(err: KafkaError, what: str) -> PublishError:
+    """A record's librdkafka error as ``RecordRefused`` (permanent) or ``BrokerUnavailable``,
+    carrying the error's name and nothing of the record."""
+    message = f"{what}: {err.name()}"
+    if err.code() in PERMANENT_ERRORS and not (err.retriable() or err.fatal()):
+        return RecordRefused(message, err.name())
+    return BrokerUnavailable(message, err.name())
 
 
 class Delivery:
@@ -55,7 +82,7 @@ class Delivery:
         if err is None:
             self.settle(None)
         else:
-            self.settle(BrokerUnavailable(f"the broker did not take the record: {err.name()}"))
+            self.settle(record_error(err, "the broker did not take the record"))
 
     def settle(self, error: PublishError | None) -> None:
         raise NotImplementedError
@@ -176,9 +203,10 @@ class Publisher:
                 headers: Headers,
                 delivery: Delivery, *, partition: int | None = None) -> None:
         """Queue one record; ``delivery`` is settled by the broker's acknowledgement (acks=all)
-        or by the producer giving up on it (``message.timeout.ms``). Raises
-        ``BrokerUnavailable`` when the record cannot even be queued; ``delivery`` is then
-        not called. ``partition`` None: murmur2 of the key chooses; ``value`` None writes a
+        or by the producer giving up on it (``message.timeout.ms``). Raises a
+        ``PublishError`` when the record cannot even be queued (``RecordRefused`` when the
+        producer refuses it for good, say larger than ``message.max.bytes``); ``delivery``
+        is then not called. ``partition`` None: murmur2 of the key chooses; ``value`` None writes a
         tombstone."""
         producer = self._producer
         if producer is None:
@@ -194,7 +222,7 @@ class Publisher:
             error = exc.args[0]
             if error.fatal() or error.code() == KafkaError._FATAL:
                 self._replace_soon(producer)
-            raise BrokerUnavailable(f"the producer refused the record: {error.name()}") from None
+            raise record_error(error, "the producer refused the record") from None
         if not self._polling:
             self._polling = True
             self._loop.call_later(self._poll_interval_s, self._poll)

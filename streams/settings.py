@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from streams.clock import MAX_CLOCK_SKEW_S
 from streams.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "WORKER_BATCH_MAX": "worker_batch_max",
     "WORKER_BATCH_WITHIN_S": "worker_batch_within_s",
     "REMINDER_AFTER": "reminder_after_s",
+    "MAX_CLOCK_SKEW": "max_clock_skew_s",
+    "WORKER_STALL_TIMEOUT": "worker_stall_timeout_s",
+    "WORKER_DATA_DIR": "worker_data_dir",
     "KAFKA_SECURITY_PROTOCOL": "kafka_security_protocol",
     "KAFKA_SASL_MECHANISM": "kafka_sasl_mechanism",
     "KAFKA_SASL_USERNAME": "kafka_sasl_username",
@@ -213,6 +217,20 @@ class Settings(BaseModel):
     """A mandatory course assigned or started and not completed this long after (by the
     event's timestamp) gets a reminder link. ``REMINDER_AFTER`` is a duration: ``30s``,
     ``15m``, ``72h``, ``3d`` (a bare number is seconds)."""
+    max_clock_skew_s: float = Field(default=MAX_CLOCK_SKEW_S, gt=0)
+    """An event stamped more than this after its receipt (``edume-received-at``) is refused
+    (the DLQ): a clock far ahead would otherwise make its event the latest of its course or
+    learner for as long as the clock is ahead. ``MAX_CLOCK_SKEW`` is a duration like
+    ``REMINDER_AFTER``."""
+    worker_stall_timeout_s: float = Field(default=300.0, gt=0)
+    """A worker unready with nothing moving, or ready with input waiting and none
+    processed, for this long fails its liveness check (``/healthz`` answers 503), so that
+    the orchestrator restarts it. ``WORKER_STALL_TIMEOUT`` is a duration like
+    ``REMINDER_AFTER``; keep it above the longest wait a batch of links may make for the
+    catalog (120 s)."""
+    worker_data_dir: str | None = None
+    """Faust's data directory (it stays empty: the tables are kept in memory). Unset: a new
+    temporary directory per process, removed when it exits."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -252,14 +270,16 @@ class Settings(BaseModel):
             )
         return value
 
-    @field_validator("reminder_after_s", mode="before")
+    @field_validator("reminder_after_s", "worker_stall_timeout_s", "max_clock_skew_s",
+                     mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("link_secret", "kafka_sasl_mechanism", "kafka_sasl_username",
-                     "kafka_sasl_password", "kafka_ssl_ca_file", "kafka_ssl_cert_file",
-                     "kafka_ssl_key_file", "kafka_ssl_key_password", mode="before")
+    @field_validator("link_secret", "worker_data_dir", "kafka_sasl_mechanism",
+                     "kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_ca_file",
+                     "kafka_ssl_cert_file", "kafka_ssl_key_file", "kafka_ssl_key_password",
+                     mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -36,6 +36,12 @@ _WEEK_MS = 7 * 24 * 3600 * 1000
 # Kafka's broker default (1 MB + 12 bytes) would refuse the largest bodies the ingress
 # accepts, and eduMe would retry them for ever.
 WEBHOOK_MAX_MESSAGE_BYTES = str(2 * 1024 * 1024)
+STATE_MAX_MESSAGE_BYTES = WEBHOOK_MAX_MESSAGE_BYTES
+"""The table changelogs' limit: a key's whole state is one record. The workers' producer
+takes records up to this size too (``streams.worker.app.WORKER_PRODUCER_CONFIG``), so a
+state it takes the broker takes; a larger one is refused by the producer, for good, and
+its key's input goes to ``streams.dlq`` (see ``Worker._commit``). Set explicitly: the
+broker's default (1 MB + 12 bytes) is below what the producer takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +126,12 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(
         CATALOG_CHANGELOG, "courseId", "catalog entry (internal)", partitions=4,
         compacted=True, internal=True,
+        configs={"max.message.bytes": STATE_MAX_MESSAGE_BYTES},
     ),
     TopicSpec(
         PROGRESS_CHANGELOG, "eduMe userId", "learner progress (internal)", partitions=8,
         compacted=True, internal=True,
+        configs={"max.message.bytes": STATE_MAX_MESSAGE_BYTES},
     ),
     # Re-keying topics take records that arrived under another key or partitioner; they are
     # co-partitioned with the topic they stand beside.
@@ -136,6 +144,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(
         LINKS_CHANGELOG, "externalUserId", "links issued to a user (internal)", partitions=8,
         compacted=True, internal=True,
+        configs={"max.message.bytes": STATE_MAX_MESSAGE_BYTES},
     ),
     TopicSpec(
         LINK_REKEY, "externalUserId", "link request, re-keyed (internal)", partitions=8,

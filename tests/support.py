@@ -1,5 +1,6 @@
-"""Test helpers: signed requests, an in-process ingress served over real loopback HTTP, and a
-topic reader that counts records instead of trusting end offsets."""
+"""Test helpers: signed requests, an in-process ingress served over real loopback HTTP (or
+called as an ASGI app with a producer that records), and a topic reader that counts records
+instead of trusting end offsets."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from streams.broker import free_port
 from streams.ingress.app import Ingress
 from streams.ingress.server import uvicorn_config
 from streams.kafka_clients import KafkaConnection, aio_consumer
+from streams.publisher import Delivery, Headers
 from streams.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
@@ -144,3 +146,68 @@ async def read_topic(
         return records
     finally:
         await consumer.stop()
+
+
+class RecordingPublisher:
+    """What the ingress hands its producer, acknowledged at once."""
+
+    delivery_timeout_s = 10.0
+    ready = True
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, bytes | None, Headers]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def mark_unreachable(self) -> None:
+        return None
+
+    def publish(self, topic: str, key: bytes, value: bytes | None, hdrs: Headers,
+                delivery: Delivery, *, partition: int | None = None) -> None:
+        self.records.append((topic, key, value, hdrs))
+        asyncio.get_running_loop().call_soon(delivery.settle, None)
+
+
+async def ingress_publishes(
+    body: bytes, settings: Settings
+) -> tuple[dict[str, Any], tuple[str, bytes, bytes | None, dict[str, bytes]]]:
+    """POST ``body``, signed with ``SECRET``, to the ingress's ASGI app (no broker, no
+    server): its 202 answer, and the one record it handed its producer."""
+    publisher = RecordingPublisher()
+    app = Ingress(settings, publisher=publisher)  # type: ignore[arg-type]
+    lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    started = asyncio.Event()
+
+    async def lifespan_send(message: dict[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
+
+    await lifespan.put({"type": "lifespan.startup"})
+    running = asyncio.create_task(app({"type": "lifespan"}, lifespan.get, lifespan_send))
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        scope = {"type": "http", "path": "/webhooks/edume", "method": "POST", "headers": [
+            (b"x-edume-signature", sign(body).encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]}
+        requests = [{"type": "http.request", "body": body, "more_body": False}]
+        answers: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return requests.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            answers.append(message)
+
+        await asyncio.wait_for(app(scope, receive, send), 5)
+    finally:
+        await lifespan.put({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(running, 5)
+    assert answers[0]["status"] == 202, answers
+    ((topic, key, value, hdrs),) = publisher.records
+    return json.loads(answers[1]["body"]), (
+        topic, key, value, {k: v for k, v in hdrs if isinstance(v, bytes)})

@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 from schemas import WEBHOOK_ADAPTER
 from streams import headers, topics
 from streams.broker import free_port
+from streams.clock import rfc3339
 from streams.processes import stop_process
 from streams.state.catalog import CourseEntry, apply_course_event
 from streams.state.common import meta_of
@@ -92,11 +93,14 @@ class WorkerProcess:
         log = open(self.log_path, "ab")
         log.write(f"\n===== start {self.starts} at {time.time():.3f}\n".encode())
         log.flush()
+        # Faust's data directory in the test's own directory: a SIGKILLed worker cannot
+        # remove a temporary one (WORKER_DATA_DIR="" in extra_env: the default).
+        data_dir = {"WORKER_DATA_DIR": str(self.log_dir / f"data-{self.port}")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams", "worker"],
             cwd=ROOT,
             env=worker_env(self.broker.bootstrap, self.prefix, self.port,
-                           embedded=self.broker.embedded, **self.extra_env),
+                           embedded=self.broker.embedded, **{**data_dir, **self.extra_env}),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -182,20 +186,43 @@ def event(doc: dict[str, Any]) -> Event:
     return Event(model.FAMILY, str(model.routing_id), value)
 
 
-def publish(bootstrap: str, prefix: str, events: Iterable[Event], *, linger_ms: float = 5) -> int:
+def produce(producer: Producer, prefix: str, e: Event,
+            on_delivery: Callable[[Any, Any], None]) -> None:
+    """One event as the ingress writes it (its key, its headers) to its topic."""
+    producer.produce(
+        prefix + e.topic, e.value, e.key.encode(),
+        headers=[(headers.EVENT_ID, e.event_id.encode()),
+                 (headers.RECEIVED_AT, rfc3339(int(time.time() * 1000)).encode())],
+        on_delivery=on_delivery,
+    )
+
+
+def delivered(failures: list[Any], ends: dict[tuple[str, int], int] | None = None
+              ) -> Callable[[Any, Any], None]:
+    """A delivery callback: errors into ``failures``; with ``ends``, each partition's offset
+    after the last record written there (from the delivery reports, which are right on
+    the embedded broker too, unlike its ListOffsets answer)."""
+    def on_delivery(err: Any, message: Any) -> None:
+        if err:
+            failures.append(err)
+        elif ends is not None:
+            tp = (message.topic(), message.partition())
+            ends[tp] = max(ends.get(tp, 0), message.offset() + 1)
+
+    return on_delivery
+
+
+def publish(bootstrap: str, prefix: str, events: Iterable[Event], *, linger_ms: float = 5,
+            ends: dict[tuple[str, int], int] | None = None) -> int:
     """Write events as the ingress does (murmur2 of the key, headers, batches of several
-    records) and wait for every acknowledgement."""
+    records) and wait for every acknowledgement; ``ends``: see ``delivered``."""
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
                          "linger.ms": linger_ms, "acks": "all", "enable.idempotence": True})
     failures: list[Any] = []
+    on_delivery = delivered(failures, ends)
     count = 0
     for e in events:
-        producer.produce(
-            prefix + e.topic, e.value, e.key.encode(),
-            headers=[(headers.EVENT_ID, e.event_id.encode()),
-                     (headers.RECEIVED_AT, b"2026-12-01T00:00:00.000Z")],
-            on_delivery=lambda err, _m: failures.append(err) if err else None,
-        )
+        produce(producer, prefix, e, on_delivery)
         count += 1
         if count % 10_000 == 0:
             producer.poll(0)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from streams import topics
-from streams.clock import Rfc3339Clock
+from streams.clock import Rfc3339Clock, timestamp_skew
 from streams.errors import BrokerUnavailable, PublishError, VerificationError
 from streams.headers import DLQ_REASON, EVENT_ID, EVENT_TYPE, RECEIVED_AT
 from streams.ingress.deadline import Expiry
@@ -247,6 +247,7 @@ class Ingress:
             await _respond(send, status, {"error": str(exc)})
             return
 
+        now = time.time()
         document = verified.document
         received_type = document.get("type")
         event_type = canonical_type(received_type)
@@ -266,13 +267,19 @@ class Ingress:
                 dlq_kind = "schema_mismatch"
                 summary = summarise_validation(exc, document)
                 dlq_reason = f"{event_type} does not match its schema: {summary}"
+            else:
+                skew = timestamp_skew(event.timestamp, int(now * 1_000_000),
+                                      self.settings.max_clock_skew_s)
+                if skew is not None:
+                    dlq_kind = "clock_skew"
+                    dlq_reason = f"{event_type} {skew}"
 
         event_id = verified.event_id
         id_bytes = event_id.encode()
         headers: Headers = [(EVENT_ID, id_bytes)]
         if event_type is not None:
             headers.append((EVENT_TYPE, event_type.encode()))
-        headers.append((RECEIVED_AT, self._clock()))
+        headers.append((RECEIVED_AT, self._clock(now)))
         if dlq_kind is None:
             topic = self._event_topic[event.FAMILY]
             key = str(event.routing_id).encode()

@@ -23,7 +23,7 @@ OUTCOMES: Final = (
     "method_not_allowed",
 )
 VERIFICATION_FAILURES: Final = ("missing", "mismatch")
-DLQ_REASONS: Final = ("unknown_type", "schema_mismatch")
+DLQ_REASONS: Final = ("unknown_type", "schema_mismatch", "clock_skew")
 PUBLISH_BUCKETS_S: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )

@@ -87,10 +87,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     limit = settings.max_body_bytes
     accepted = _response(
         "Authentic, and acknowledged by the broker with acks=all. `topic` is the event's "
-        "topic; an authentic body whose `type` is unknown, or that does not match its "
-        "type's schema, is also answered 202, with `topic` = the DLQ topic (the raw body "
-        "is published there). `duplicate` is true when the same event id was published "
-        "recently; it is then not published again.",
+        "topic; an authentic body whose `type` is unknown, that does not match its "
+        "type's schema (ids are integers from 1 to 2^53 - 1), or that is stamped more than "
+        "`MAX_CLOCK_SKEW` after it was received, is also answered 202, with `topic` = the "
+        "DLQ topic (the raw body is published there). `duplicate` is true when the same "
+        "event id was published recently; it is then not published again.",
         "Accepted",
     )
     components = _webhook_schemas()
@@ -143,8 +144,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "description": (
                             "One eduMe webhook. Any JSON object is accepted: an authentic "
                             "one that matches none of the eduMe webhooks (unknown `type`, "
-                            "or not matching its type's schema) is published to the DLQ "
-                            "and answered 202. A body that is not a JSON object is "
+                            "or not matching its type's schema), or that is stamped more "
+                            "than `MAX_CLOCK_SKEW` after it was received, is published to "
+                            "the DLQ and answered 202. A body that is not a JSON object is "
                             "answered 400."
                         ),
                         "content": _json(

@@ -124,8 +124,8 @@ def apply_course_event(entry: CourseEntry, event: CourseEvent, meta: Meta) -> bo
     """Fold one course event into ``entry``; False (and nothing changes) for a repeat."""
     if entry.applied.seen(meta.event_id):
         return False
-    entry.applied.note(meta.event_id)
-    meta = meta._replace(rank=RANK[type(event)])
+    meta = meta.versioned(RANK[type(event)])
+    entry.applied.note(meta.event_id, meta.short)
     payload = event.payload
     entry.course_key = later(entry.course_key, stamp(meta, payload.course.courseKey))
     entry.group_id = later(entry.group_id, stamp(meta, payload.group.groupId))

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from streams.state.catalog import CourseEntry
-from streams.state.common import SHORT_ID, Applied, Stamped
+from streams.state.common import Applied, Stamped, short_id
 from streams.state.progress import CourseProgress, LearnerState
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -62,7 +62,7 @@ def decode_applied(raw: dict[str, Any], old_field: str = "eventIds") -> Applied:
     if raw.get("v", 1) >= 2:
         return Applied(raw["applied"], raw["recent"])
     ids = raw.get(old_field, ())
-    return Applied(len(ids), [i[:SHORT_ID] for i in ids])
+    return Applied(len(ids), [short_id(i) for i in ids])
 
 
 def encode_course(entry: CourseEntry) -> bytes:
@@ -171,3 +171,25 @@ def decode_learner(data: bytes) -> LearnerState:
         reminders={int(c): (r[0], r[1]) for c, r in raw.get("reminders", {}).items()},
         reminded=set(raw.get("reminded", ())),
     )
+
+
+_REMINDERS = b'"reminders":'
+_AFTER_REMINDERS = b',"reminded":'
+
+
+def next_reminder_due(data: bytes) -> int | None:
+    """When the earliest pending reminder of an encoded learner state is due, or None:
+    what the worker's reminder index needs of a stored state, read without decoding the
+    rest of it. ``encode_learner`` writes ``reminders`` last but one, an object of
+    ``[due, cause]`` arrays (no brace inside), followed by ``reminded``; a key holding
+    ``"reminders":`` elsewhere can only be an identifier's, earlier in the bytes, and a
+    string holding it is escaped. Anything else (a state written by another version)
+    is decoded whole."""
+    at = data.rfind(_REMINDERS)
+    start = at + len(_REMINDERS)
+    end = data.find(b"}", start)
+    if at < 0 or data[start:start + 1] != b"{" or not data.startswith(_AFTER_REMINDERS, end + 1):
+        pending = orjson.loads(data).get("reminders") or {}
+    else:
+        pending = orjson.loads(data[start:end + 1])
+    return min((due for due, _ in pending.values()), default=None)

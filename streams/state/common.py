@@ -50,6 +50,13 @@ class Meta(NamedTuple):
     """The event's ``timestamp`` as eduMe sent it."""
     rank: int = 0
     """The event's place among events of the same timestamp (set by its reducer)."""
+    short: str = ""
+    """``short_id(event_id)``, once a reducer has computed it (``versioned``)."""
+
+    def versioned(self, rank: int) -> Meta:
+        """This event's meta with its rank and short id: what its registers are stamped
+        with."""
+        return self._replace(rank=rank, short=short_id(self.event_id))
 
 
 class Stamped(NamedTuple):
@@ -57,6 +64,8 @@ class Stamped(NamedTuple):
 
     ts: int
     event_id: str
+    """The event's short id (``short_id``): it only breaks ties, so 64 bits are enough
+    (states written before version 2 hold whole ids, which order as well)."""
     value: Any
     rank: int = 0
 
@@ -68,7 +77,7 @@ class Stamped(NamedTuple):
 
 def stamp(meta: Meta, value: Any) -> Stamped:
     """``value`` versioned by the event ``meta`` describes."""
-    return Stamped(meta.ts, meta.event_id, value, meta.rank)
+    return Stamped(meta.ts, meta.short or short_id(meta.event_id), value, meta.rank)
 
 
 def later(current: Stamped | None, candidate: Stamped) -> Stamped:
@@ -102,14 +111,18 @@ def is_newer(candidate: Stamped, than: Stamped | None) -> bool:
 
 RECENT_IDS = 256
 """Event ids a state remembers (the latest applied)."""
-SHORT_ID = 16
-"""Hex digits kept of each id: 64 bits, so that two different events among a state's
-``RECENT_IDS`` share a short id with odds of about 2^-48."""
+def short_id(event_id: str) -> str:
+    """What a state keeps of an event id: 64 bits of its BLAKE2b hash, in hex. Hashed rather
+    than cut, since ids given by other producers (a link request's ``edume-event-id``, say)
+    need not be random: ``req-000001`` and ``req-000002`` share every prefix but the last.
+    Two different ids among a state's ``RECENT_IDS`` share a short id with odds of about
+    2^-48."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
 class Applied:
-    """What a state remembers of the events applied to it: how many, and the short ids of
-    the latest ``RECENT_IDS``, oldest first.
+    """What a state remembers of the events applied to it: how many, and the short ids
+    (``short_id``) of the latest ``RECENT_IDS``, oldest first.
 
     Guarantees, given that every reducer's merge rules are idempotent:
     - the state's content is exact whatever repeats, however late (a batch redelivered
@@ -142,11 +155,12 @@ class Applied:
         index = self._index
         if index is None:
             index = self._index = set(self.recent)
-        return event_id[:SHORT_ID] in index
+        return short_id(event_id) in index
 
-    def note(self, event_id: str) -> None:
-        """Count an event applied and remember its id (forgetting the oldest)."""
-        short = event_id[:SHORT_ID]
+    def note(self, event_id: str, short: str = "") -> None:
+        """Count an event applied and remember its id (forgetting the oldest); ``short``:
+        its short id, if known."""
+        short = short or short_id(event_id)
         self.count += 1
         self.recent.append(short)
         index = self._index

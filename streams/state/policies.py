@@ -51,7 +51,10 @@ def parse_policy_record(key: bytes | None, value: bytes | None) -> tuple[int, Po
     text = (key or b"").decode("ascii", errors="replace")
     if not text.isdigit() or not text.isascii():
         raise UnusableEvent("the key is not a courseId (a decimal string)")
-    course_id = int(text)
+    try:
+        course_id = int(text)
+    except ValueError:  # more digits than int() converts (4,300 by default)
+        raise UnusableEvent("the key is not a courseId (a decimal string)") from None
     if value is None:
         return course_id, None
     try:

@@ -207,8 +207,8 @@ def apply_learner_event(state: LearnerState, event: LearnerEvent, meta: Meta) ->
     """Fold one learner event into ``state``; False (and nothing changes) for a repeat."""
     if state.applied.seen(meta.event_id):
         return False
-    state.applied.note(meta.event_id)
-    meta = meta._replace(rank=RANK[type(event)])
+    meta = meta.versioned(RANK[type(event)])
+    state.applied.note(meta.event_id, meta.short)
     state.last_event = later(state.last_event, stamp(meta, meta.timestamp))
     if isinstance(event, LearnerCourseCompleted):
         _apply_completion(state, event, meta)

@@ -14,6 +14,15 @@ the changelog already hold the events applied (each keeps its event ids), so the
 changes nothing that was written, writes what was not, and repeats at most the records
 of step 1 that were written before the kill, byte for byte, with the same
 ``edume-event-id``.
+
+A write the broker fails for now (a broker down, a leader moving) is made again until it
+succeeds (``streams.worker.sink``). A record it refuses for good (too large, not allowed)
+would stall the partition for ever on every worker that takes it over, so the input
+record that caused it goes to ``streams.dlq`` instead, with the other input records of its
+key in the batch, and that key's new state is not kept (``Worker._commit``); the batch is
+then acknowledged as usual. A batch whose handling raises is handled again after a pause
+(``Worker._until_handled``); background work that raises is started again the same way
+(``streams.worker.health``).
 """
 
 from __future__ import annotations
@@ -21,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -31,24 +41,57 @@ from streams import topics
 from streams.kafka_clients import faust_credentials
 from streams.publisher import Publisher
 from streams.settings import Settings, parse_bootstrap
+from streams.worker.health import Backoff, RecentRefusals, StallDetector, supervise
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.processing import (
     CATALOG_BUILD_WAIT_S,
+    CATALOG_GRACE_S,
     CourseProcessor,
     LearnerProcessor,
     LinkProcessor,
     Step,
     check_policies,
 )
-from streams.worker.records import InRecord, Layout, OutRecord, partition_for
+from streams.worker.records import InRecord, Layout, OutRecord, dead_letter
 from streams.worker.replica import Replica
-from streams.worker.sink import Sink
+from streams.worker.sink import Refusal, Sink
 from streams.worker.tables import StateTable
 from streams.worker.transport import WorkerApp
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "edume-streams"
+
+INPUT_TOPICS = (topics.COURSE_EVENTS, topics.COURSE_REKEY, topics.LEARNER_EVENTS,
+                topics.LEARNER_REKEY, topics.TRAINING_POLICIES, topics.LINK_REQUESTS,
+                topics.LINK_REKEY, topics.LINK_ISSUE)
+"""The topics the agents read: each record reaches an agent, and commits never pass one
+not processed (the consumer's guard, ``streams.worker.transport``)."""
+
+WORKER_PRODUCER_CONFIG: dict[str, Any] = {
+    "message.max.bytes": int(topics.STATE_MAX_MESSAGE_BYTES),
+}
+"""librdkafka settings of the workers' producer beyond the shared ones: records up to the
+size of the largest webhook (dead letters and re-keyed copies of one) and of the largest
+state the changelog topics take, which are created with the same ``max.message.bytes``.
+A larger record is refused by the producer itself, for good (see ``Worker._commit``)."""
+
+NO_PARTITIONS = "no partitions assigned yet"
+"""``/readyz``'s reason while the worker holds no partition."""
+
+REMINDER_RETRY_S = 60.0
+"""A reminder whose record the broker refused for good is tried again this much later."""
+CONSUMER_MAX_FETCH_BYTES = 256 * 1024
+"""What one fetch brings per partition (Faust's default is 1 MiB). A worker reading a
+backlog holds a fetch of every input and changelog partition decoded into records; at
+1 MiB that was the largest thing in memory after the tables (tracemalloc, onboarding
+benchmark), and 256 KiB took 20 MB off the peak for 100,000 learners. A larger record
+still comes (Apache Kafka returns a first record past the limit, KIP-74; so does the
+embedded broker, checked with 400 KB); a batch takes at most ``WORKER_BATCH_MAX``
+records anyway."""
+REINDEX_CHUNK = 5_000
+"""Stored learner states indexed between two turns of the event loop when the reminder
+index is rebuilt after a rebalance (a few milliseconds each)."""
 
 
 def _raw_topic(app: faust.App, *names: str, **options: Any) -> Any:
@@ -79,21 +122,125 @@ def in_record(message: Any) -> InRecord:
     )
 
 
+async def wait_for_catalog(
+    processor: LinkProcessor,
+    records: Sequence[InRecord],
+    *,
+    caught_up: Callable[[], bool],
+    interrupted: Callable[[], bool],
+    clock: Callable[[], float] = time.monotonic,
+    wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    poll_s: float = 0.1,
+) -> str:
+    """Hold a batch of links the catalog would refuse until the catalog can be trusted: a
+    young course link (``record_age_ms`` at most ``CATALOG_GRACE_S``) waits up to
+    ``CATALOG_GRACE_S`` for a course event that may be a moment behind, and any course link
+    up to ``CATALOG_BUILD_WAIT_S`` while the worker's copy of the catalog is behind the
+    course topics (``caught_up`` False; the copy is read by its own consumer, so this wait
+    never holds up the reading it waits for). Both are counted from when the batch began
+    waiting, so no batch waits longer than ``CATALOG_BUILD_WAIT_S`` whatever its records'
+    timestamps. Polled: the wait ends on a catalog change, on the clock, or as soon as
+    ``interrupted`` answers True (a rebalance: Faust's waits for the batch in hand). Answers
+    why it ended: ``decided`` (nothing left to wait for), ``deadline`` or ``interrupted``."""
+    started = clock()
+    while True:
+        waited = clock() - started
+        now_ms = wall_ms()
+        young = processor.waiting_on_catalog(records, now_ms)
+        behind = not caught_up() and processor.waiting_on_catalog(records, now_ms,
+                                                                  any_age=True)
+        if not ((young and waited < CATALOG_GRACE_S)
+                or (behind and waited < CATALOG_BUILD_WAIT_S)):
+            return "deadline" if young or behind else "decided"
+        if interrupted():
+            return "interrupted"
+        await sleep(poll_s)
+
+
+WRITE_REFUSED = "write_refused"
+"""``edume_worker_dlq_total``'s reason label for the dead letters of ``Losses``."""
+SAME_KEY = ("a record of the same key in its batch could not be written; the key's state "
+            "was left as it was")
+
+
+@dataclass
+class Losses:
+    """What a step loses to records the broker refused for good (see ``Worker._commit``):
+    the causes that go to ``streams.dlq`` and the keys whose new state is not kept."""
+
+    step: Step
+    dlq: str
+    """The broker's name of ``streams.dlq``."""
+    causes: dict[int, str] = field(default_factory=dict)
+    """Cause (``OutRecord.cause``) -> why it goes to ``streams.dlq``."""
+    keys: dict[str, str] = field(default_factory=dict)
+    """Key whose new state is not kept -> why the key's other causes go too."""
+
+    def output_refused(self, record: OutRecord, error: str) -> None:
+        """One of the step's records was refused: its cause is lost, and its key's new
+        state with it. A refused dead letter, or a record of no single cause, loses
+        nothing more (the caller logs it)."""
+        if record.cause is None or record.topic == self.dlq:
+            return
+        self.causes.setdefault(record.cause,
+                               f"{record.topic} refused the record it caused ({error})")
+        key = self.step.key_of.get(record.cause)
+        if key is not None:
+            self.keys.setdefault(key, SAME_KEY)
+
+    def state_refused(self, record: OutRecord, error: str) -> None:
+        """A key's new state (changelog ``record``) was refused: it is not kept."""
+        self.keys[record.key.decode()] = (f"{record.topic} refused its key's new state "
+                                          f"({error}); the state was left as it was")
+
+    def kept_states(self) -> dict[str, tuple[int, bytes]]:
+        """The step's new states that are not lost (yet)."""
+        return {k: v for k, v in self.step.states.items() if k not in self.keys}
+
+    def dead_letters(self, records: Sequence[InRecord],
+                     written: Iterable[OutRecord]) -> list[OutRecord]:
+        """A dead letter for each lost cause that is one of the input ``records`` (a due
+        reminder is not: it stays due), every cause of a lost key included, except those
+        the step already sent to ``streams.dlq`` (``written``)."""
+        causes = dict(self.causes)
+        for cause, key in self.step.key_of.items():
+            if key in self.keys:
+                causes.setdefault(cause, self.keys[key])
+        dead = {r.cause for r in written if r.topic == self.dlq}
+        return [dead_letter(records[c], reason, self.dlq)._replace(cause=c)
+                for c, reason in sorted(causes.items()) if c < len(records) and c not in dead]
+
+
 class Worker:
     """One worker process: the Faust app and what it writes with."""
 
-    def __init__(self, settings: Settings, layout: Layout) -> None:
+    def __init__(self, settings: Settings, layout: Layout, data_dir: str) -> None:
         self.settings = settings
         self.layout = layout
-        self.publisher = Publisher(settings, client_id=f"{APP_NAME}-worker")
-        self.sink = Sink(self.publisher)
-        self.replica = Replica(settings.kafka, layout)
+        self.data_dir = data_dir
+        """Faust's data directory (``WORKER_DATA_DIR``, or a temporary one: see ``run``)."""
+        self.publisher = Publisher(settings, client_id=f"{APP_NAME}-worker",
+                                   extra_config=WORKER_PRODUCER_CONFIG)
+        self.sink = Sink(self.publisher, failed=self._write_failed)
+        self.refusals = RecentRefusals()
+        """Records refused for good lately: ``/readyz`` shows them as ``degraded``."""
+        self.stall = StallDetector(settings.worker_stall_timeout_s)
+        """The liveness rule behind ``/healthz``, fed by the ``stall-check`` timer."""
+        self._processed = 0
+        """Input records processed (batches finished): what the stall rule sees move."""
+        self._batches_running = 0
+        self._input_was_waiting = False
+        self.replica = Replica(settings.kafka, layout,
+                               max_clock_skew_s=settings.max_clock_skew_s)
         self.app = self._new_app()
         self.catalog = self._table("catalog", topics.CATALOG_CHANGELOG)
         self.progress = self._table("progress", topics.PROGRESS_CHANGELOG)
         self.links_table = self._table("links", topics.LINKS_CHANGELOG)
-        self.courses = CourseProcessor(layout)
-        self.learners = LearnerProcessor(layout, self.replica, settings.reminder_after_s)
+        skew = settings.max_clock_skew_s
+        self.courses = CourseProcessor(layout, max_clock_skew_s=skew)
+        self.learners = LearnerProcessor(layout, self.replica, settings.reminder_after_s,
+                                         max_clock_skew_s=skew)
         settings.require_link_secret()
         self.links = LinkProcessor(layout, self.replica, base_url=settings.link_base_url,
                                    secret=str(settings.link_secret))
@@ -102,16 +249,10 @@ class Worker:
         self._reminder_index_generation = -1
         self._done_offset: dict[tuple[str, int], int] = {}
         """Per input partition, the offset after the last record processed and written."""
-        self._input_topics = {
-            layout.name(t) for t in (topics.COURSE_EVENTS, topics.COURSE_REKEY,
-                                     topics.LEARNER_EVENTS, topics.LEARNER_REKEY,
-                                     topics.TRAINING_POLICIES, topics.LINK_REQUESTS,
-                                     topics.LINK_REKEY, topics.LINK_ISSUE)
-        }
+        self._input_topics = {layout.name(t) for t in INPUT_TOPICS}
         self.metrics = WorkerMetrics(self)
-        self._next_offset: dict[tuple[str, int], int] = {}
-        self._offsets_generation = -1
-        self._reseek: asyncio.Future[None] | None = None
+        self.app.on_input_redelivered = self.metrics.skipped.inc
+        self._done_generation = -1
         self._define_agents()
         from streams.worker.web import add_views
 
@@ -121,18 +262,20 @@ class Worker:
     def url(self) -> str:
         return str(self.app.conf.canonical_url).rstrip("/")
 
-    def _new_app(self) -> faust.App:
+    def _new_app(self) -> WorkerApp:
         s = self.settings
         name = self.layout.name
         app = WorkerApp(
             f"{s.topic_prefix}{APP_NAME}",
             s,
-            frozenset(name(t) for t in (topics.COURSE_EVENTS, topics.COURSE_REKEY,
-                                        topics.LEARNER_EVENTS, topics.LEARNER_REKEY)),
+            frozenset(name(t) for t in INPUT_TOPICS),
             broker=[f"kafka://{host}:{port}" for host, port in
                     parse_bootstrap(s.kafka_bootstrap_servers)],
             broker_credentials=faust_credentials(s.kafka),
             store="memory://",
+            # Faust creates (and leaves empty: the tables are in memory) a data directory;
+            # by default in the working directory. Braces would be read as a template.
+            datadir=self.data_dir.replace("{", "{{").replace("}", "}}"),
             autodiscover=False,
             web_enabled=True,
             web_bind=s.worker_web_host,
@@ -149,6 +292,7 @@ class Worker:
             broker_request_timeout=max(40.0, s.worker_session_timeout_s * 2),
             broker_commit_interval=s.worker_commit_interval_s,
             consumer_auto_offset_reset="earliest",
+            consumer_max_fetch_size=CONSUMER_MAX_FETCH_BYTES,
             topic_replication_factor=s.topic_replication_factor,
             topic_allow_declare=True,
             table_standby_replicas=1,
@@ -162,7 +306,7 @@ class Worker:
         partitions = self.layout.partitions[topic_name]
         changelog_topic = _raw_topic(
             self.app, topic_name, partitions=partitions, compacting=True, deleting=False,
-            internal=True,
+            internal=True, config={"max.message.bytes": topics.STATE_MAX_MESSAGE_BYTES},
         )
         # bytes in and out (Faust's "raw" codec): a key is the Kafka key as written, so
         # recovery gives back exactly what the worker keeps.
@@ -182,7 +326,7 @@ class Worker:
         ) -> None:
             async def consume(stream: Any) -> None:
                 async for events in stream.take_events(batch_max, within):
-                    await handle(events)
+                    await self._until_handled(agent_name, handle, events)
 
             app.agent(source, name=agent_name)(consume)
 
@@ -204,7 +348,51 @@ class Worker:
             lambda events: self._keyed_batch(self.links, self.links_table, events),
         )
         interval = min(1.0, max(0.05, self.settings.reminder_after_s / 10))
-        app.timer(interval, name="reminders")(self._fire_reminders)
+        app.timer(interval, name="reminders")(self._timer_task("reminders",
+                                                               self._fire_reminders))
+        check_every = max(0.2, min(5.0, self.settings.worker_stall_timeout_s / 10))
+        app.timer(check_every, name="stall-check")(self._timer_task("stall-check",
+                                                                    self._check_stall))
+
+    async def _until_handled(self, task: str, handle: Callable[[Sequence[Any]], Awaitable[None]],
+                             events: Sequence[Any]) -> None:
+        """Handle a batch until it succeeds. A batch that raises is logged, counted
+        (``edume_worker_task_restarts_total{task}``) and handled again after a pause that
+        doubles up to 30 s: Faust acknowledges a batch however its handler ends, so giving
+        up would lose it. Handling it again is safe (what was written is written again,
+        the same; the states drop what they already hold), and a batch that never
+        succeeds stalls its agent, which ``/healthz`` reports (``WORKER_STALL_TIMEOUT``)."""
+        self._batches_running += 1
+        try:
+            await supervise(task, lambda: handle(events), restarted=self.metrics.task_restarted,
+                            backoff=Backoff(1.0, 30.0))
+        finally:
+            self._batches_running -= 1
+
+    def _timer_task(self, task: str, work: Callable[[], Awaitable[None]]
+                    ) -> Callable[[], Awaitable[None]]:
+        """``work`` as a timer's body that outlives its failures: a failure is logged and
+        counted (``edume_worker_task_restarts_total{task}``), and the timer's next runs are
+        skipped for a pause that doubles up to 30 s, reset by a run that succeeds."""
+        pauses = Backoff(1.0, 30.0)
+        resume_at = 0.0
+
+        async def tick() -> None:
+            nonlocal resume_at
+            if time.monotonic() < resume_at:
+                return
+            try:
+                await work()
+            except Exception:
+                pause = pauses.next()
+                log.exception("timer %s failed; running it again in %.0fs", task, pause)
+                self.metrics.task_restarted(task)
+                resume_at = time.monotonic() + pause
+            else:
+                pauses.reset()
+
+        tick.__name__ = tick.__qualname__ = f"{task.replace('-', '_')}_tick"
+        return tick
 
     def _lock(self, table: StateTable) -> asyncio.Lock:
         lock = self._locks.get(table.name)
@@ -221,63 +409,85 @@ class Worker:
         await self.replica.ready.wait()
         started = time.perf_counter()
         records = [in_record(e.message) for e in events]
-        self._check_offsets(records)
+        self._forget_done_of_earlier_assignments()
         if isinstance(processor, LinkProcessor):
             await self._wait_for_catalog(processor, records)
         async with self._lock(table):
             step = processor.process(records, table.get)
-            await self._commit(step, table)
+            dropped = await self._commit(step, records, table)
+            if isinstance(processor, LearnerProcessor):
+                for key in dropped:
+                    processor.restore_due(key, table.get(key))
         done = self._done_offset
         for record in records:
             tp_key = (record.topic, record.partition)
             done[tp_key] = max(done.get(tp_key, 0), record.offset + 1)
+        self._processed += len(records)
         self.metrics.batch_done(step, len(events), time.perf_counter() - started)
 
     async def _wait_for_catalog(self, processor: LinkProcessor,
                                 records: Sequence[InRecord]) -> None:
-        """Hold a batch of links the catalog would refuse until the catalog can be trusted:
-        a young course link waits up to ``CATALOG_GRACE_S`` for a course event that may be
-        a moment behind, and any course link up to ``CATALOG_BUILD_WAIT_S`` while the
-        worker's copy of the catalog is behind the course topics (the copy is read by its
-        own consumer, so this wait never holds up the reading it waits for). Polled: the
-        wait ends on a catalog change or on the clock."""
-        build_deadline = time.monotonic() + CATALOG_BUILD_WAIT_S
-        while True:
-            now_ms = int(time.time() * 1000)
-            young = processor.waiting_on_catalog(records, now_ms)
-            building = (time.monotonic() < build_deadline and not self.replica.caught_up()
-                        and processor.waiting_on_catalog(records, now_ms, any_age=True))
-            if not (young or building):
-                return
-            await asyncio.sleep(0.1)
+        """Hold a batch of links the catalog would refuse until the catalog can be trusted
+        (see ``wait_for_catalog``); a rebalance, or the worker stopping, ends the wait."""
+        app = self.app
+        generation = app.rebalancing_count
+        ended = await wait_for_catalog(
+            processor, records, caught_up=self.replica.caught_up,
+            interrupted=lambda: app.rebalancing_count != generation or app.should_stop,
+        )
+        if ended != "decided":
+            log.info("a batch of %d link records waited for the catalog until %s",
+                     len(records), ended)
 
     async def _fire_reminders(self) -> None:
         """Fire the reminders due on this worker's learner partitions (Faust runs this on
         every worker, every ``interval``). The timers are in the learners' states, so they
-        survive restarts and move with their partition; the index of when each is due is
-        rebuilt from the table after every rebalance."""
+        survive restarts and move with their partition; the index of when each is due
+        (``ReminderIndex``) is rebuilt from the table after every rebalance, and a tick
+        touches only the learners due, in steps of at most ``WORKER_BATCH_MAX`` (the
+        table's lock is let go between steps, so batches of events go on meanwhile). A
+        reminder whose record the broker refuses for good is not marked fired and is tried
+        again ``REMINDER_RETRY_S`` later."""
         if not self.ready():
             return
         table, learners = self.progress, self.learners
         if self._reminder_index_generation != self.app.rebalancing_count:
-            learners.index_reminders(table.items())
             self._reminder_index_generation = self.app.rebalancing_count
-        now_us = time.time_ns() // 1000
-        partitions = self.layout.count(topics.LEARNER_EVENTS)
-        due_by_partition: dict[int, list[str]] = {}
-        for key, at in learners.due.items():
-            if at <= now_us:
-                due_by_partition.setdefault(partition_for(key.encode(), partitions),
-                                            []).append(key)
-        owned = self._active_partitions(self.layout.name(topics.LEARNER_EVENTS))
-        due = [key for p, keys in due_by_partition.items()
-               if p in owned and self._caught_up(p) for key in keys]
-        if not due:
-            return
-        async with self._lock(table):
-            step = learners.fire_reminders(due, table.get, now_us)
-            await self._commit(step, table)
-        self.metrics.batch_done(step, 0, 0.0)
+            async with self._lock(table):  # no batch changes a state meanwhile
+                learners.due.clear()
+                for states in table.chunks(REINDEX_CHUNK):
+                    learners.index_reminders(states)
+                    await asyncio.sleep(0)  # the loop serves the rest between chunks
+        tried: set[str] = set()
+        while True:  # a step of at most WORKER_BATCH_MAX learners at a time
+            now_us = time.time_ns() // 1000
+            due = [key for key in self._due_reminders(now_us) if key not in tried]
+            if not due:
+                return
+            tried.update(due)
+            async with self._lock(table):
+                step = learners.fire_reminders(due, table.get, now_us)
+                dropped = await self._commit(step, (), table)
+                retry_at = now_us + int(REMINDER_RETRY_S * 1_000_000)
+                for key in dropped:
+                    learners.restore_due(key, table.get(key))
+                    if key in learners.due:
+                        learners.due[key] = max(learners.due[key], retry_at)
+            self.metrics.batch_done(step, 0, 0.0)
+
+    def _due_reminders(self, now_us: int) -> list[str]:
+        """Up to ``WORKER_BATCH_MAX`` learners whose reminder is due by ``now_us`` on the
+        learner partitions this worker owns and has caught up with; the index finds them
+        in time proportional to their number."""
+        index, limit = self.learners.due, self.settings.worker_batch_max
+        due: list[str] = []
+        for partition in self._active_partitions(self.layout.name(topics.LEARNER_EVENTS)):
+            at = index.next_due(partition)
+            if at is not None and at <= now_us and self._caught_up(partition):
+                due += index.due(partition, now_us, limit - len(due))
+                if len(due) >= limit:
+                    break
+        return due
 
     def _caught_up(self, partition: int) -> bool:
         """Whether this worker has applied everything its learner partition held when last
@@ -303,69 +513,107 @@ class Worker:
     def _active_partitions(self, topic: str) -> set[int]:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
 
-    async def _commit(self, step: Step, table: StateTable) -> None:
-        """Write a step: its records, then the new states (changelog, then memory)."""
-        await self._write(step)
-        if step.states:
-            changelog = [table.changelog(k, p, v) for k, (p, v) in step.states.items()]
-            if self.settings.kafka_embedded_broker:
-                # The embedded broker answers a partition's end offset with the start of
-                # its last batch plus one, and Faust's recovery reads a changelog up to
-                # that offset. Each partition's last record goes alone, once the others
-                # are written: the last batch of every changelog partition holds one
-                # record, and recovery reads it all. A kill between the two writes leaves
-                # an end offset short of the batch's tail, but the batch is not yet
-                # acknowledged: its input comes again and writes the same states again.
-                body, changelog = last_per_partition(changelog)
-                await self.sink.write(body)
-            await self.sink.write(changelog)
-            for key, (partition, value) in step.states.items():
-                table.put(key, partition, value)
+    async def _commit(self, step: Step, causes: Sequence[InRecord],
+                      table: StateTable | None = None) -> set[str]:
+        """Write a step: its records, then the new states (changelog, then memory), then the
+        dead letters of what could not be written; answer the keys whose new state was not
+        kept.
+
+        ``causes`` are the batch's input records (``OutRecord.cause`` and ``Step.key_of``
+        index them). A record the broker refuses for good (``streams.worker.sink``) cannot
+        be written by trying again, and the worker must not stall on it, so:
+
+        - a refused record's cause goes to ``streams.dlq`` with a reason naming the topic
+          and librdkafka's error;
+        - so does every input record whose effect is in the same key's new state, and that
+          state is not kept (the table and its changelog keep the state before the batch),
+          so that a replay of the dead letters applies them again;
+        - a new state the changelog refuses (too large) is not kept either, and the input
+          records of its key go to ``streams.dlq`` the same way.
+
+        Records the batch wrote for a cause before it failed stay written (a replay writes
+        them again, with the same ``edume-event-id``). A refused dead letter is logged and
+        dropped: its record stays at its place in its topic, which the log names."""
+        losses = Losses(step, self.layout.name(topics.STREAMS_DLQ))
+        refusals = await self.sink.write(step.outputs)
+        gone = {refusal.position for refusal in refusals}
+        written = [r for i, r in enumerate(step.outputs) if i not in gone]
+        for refusal in refusals:
+            record = step.outputs[refusal.position]
+            self._refused(record, refusal)
+            losses.output_refused(record, refusal.error_name)
+        if table is not None:
+            kept = losses.kept_states()
+            changelog = [table.changelog(k, p, v) for k, (p, v) in kept.items()]
+            for record, refusal in await self._write_changelog(changelog):
+                self._refused(record, refusal)
+                losses.state_refused(record, refusal.error_name)
+            for key, (partition, value) in kept.items():
+                if key not in losses.keys:
+                    table.put(key, partition, value)
+        letters = losses.dead_letters(causes, written)
+        if letters:
+            log.warning("%d input records go to %s: %s", len(letters), losses.dlq,
+                        "; ".join(sorted({*losses.causes.values(), *losses.keys.values()})))
+            refusals = await self.sink.write(letters)
+            for refusal in refusals:
+                record = letters[refusal.position]
+                self._refused(record, refusal)
+                log.error("the dead letter of %s was refused too (%s): that record stays only "
+                          "at its place", record.key.decode(), refusal.error_name)
+            gone = {refusal.position for refusal in refusals}
+            written += [r for i, r in enumerate(letters) if i not in gone]
+            self.metrics.dead.labels(WRITE_REFUSED).inc(len(letters) - len(gone))
+        self.metrics.wrote(written)
+        return set(losses.keys)
+
+    async def _write_changelog(self, changelog: list[OutRecord]
+                               ) -> list[tuple[OutRecord, Refusal]]:
+        """Write changelog records; answer those refused for good."""
+        if not changelog:
+            return []
+        writes = [changelog]
+        if self.settings.kafka_embedded_broker:
+            # The embedded broker answers a partition's end offset with the start of its
+            # last batch plus one, and Faust's recovery reads a changelog up to that
+            # offset. Each partition's last record goes alone, once the others are
+            # written: the last batch of every changelog partition holds one record, and
+            # recovery reads it all. A kill between the two writes leaves an end offset
+            # short of the batch's tail, but the batch is not yet acknowledged: its input
+            # comes again and writes the same states again.
+            writes = list(last_per_partition(changelog))
+        refused = []
+        for records in writes:
+            refused += [(records[r.position], r) for r in await self.sink.write(records)]
+        return refused
+
+    def _refused(self, record: OutRecord, refusal: Refusal) -> None:
+        """Note a record refused for good: logged, and shown by ``/readyz`` for a while."""
+        self.refusals.note(record.topic, refusal.error_name)
+        log.error("%s refused a record for good (%s)", record.topic, refusal.error)
+
+    def _write_failed(self, kind: str, count: int) -> None:
+        self.metrics.write_failures.labels(kind).inc(count)
 
     async def _policy_batch(self, events: Any) -> None:
         records = [in_record(e.message) for e in events]
-        self._check_offsets(records)
         step = check_policies(records, self.layout)
-        await self._write(step)
+        await self._commit(step, records)
+        self._processed += len(records)
         self.metrics.batch_done(step, len(events), 0.0)
 
-    def _check_offsets(self, records: Sequence[InRecord]) -> None:
-        """Notice input records Faust's consumer did not deliver, and have them delivered.
-
-        A partition's offsets come one after another (the event topics are neither
-        compacted nor transactional), so a jump forward between two records of one
-        rebalance generation means records fetched and never handed to an agent (Faust's
-        consumer drops the rest of a fetched batch in several places without seeking
-        back). They cannot be committed over (``transport._Consumer._new_offset``), so a
-        seek back to the committed offsets brings them again; the records delivered twice
-        change nothing."""
-        if self._offsets_generation != self.app.rebalancing_count:
-            self._offsets_generation = self.app.rebalancing_count
-            self._next_offset.clear()
+    def _forget_done_of_earlier_assignments(self) -> None:
+        """Start ``_done_offset`` afresh after each rebalance: a partition taken over again
+        is read again from its committed offset. (Records Faust's consumer fetched and did
+        not deliver are the consumer's guard's business: ``streams.worker.transport``.)"""
+        if self._done_generation != self.app.rebalancing_count:
+            self._done_generation = self.app.rebalancing_count
             self._done_offset.clear()
-        skipped = False
-        for record in records:
-            tp = (record.topic, record.partition)
-            expected = self._next_offset.get(tp)
-            if expected is not None and record.offset > expected:
-                skipped = True
-                self.metrics.skipped.inc(record.offset - expected)
-                log.warning("input records not delivered on %s/%d: offsets %d to %d; "
-                            "reading again from the committed offsets", record.topic,
-                            record.partition, expected, record.offset - 1)
-            self._next_offset[tp] = record.offset + 1
-        if skipped and (self._reseek is None or self._reseek.done()):
-            self._next_offset.clear()
-            self._reseek = asyncio.ensure_future(self.app.consumer.perform_seek())
-
-    async def _write(self, step: Step) -> None:
-        if step.outputs:
-            await self.sink.write(step.outputs)
 
     async def start_io(self) -> None:
         """Start what the agents write and read with (before they get input)."""
         await self.publisher.start()
-        self.replica.start()
+        self.replica.start(self.metrics.task_restarted)
 
     async def stop_io(self) -> None:
         await self.replica.stop()
@@ -383,11 +631,66 @@ class Worker:
         if app.rebalancing or not tables.recovery.completed.is_set():
             return "rebalancing and recovering tables"
         if not app.consumer.assignment():
-            return "no partitions assigned yet"
+            return NO_PARTITIONS
         return None
 
     def ready(self) -> bool:
         return self.not_ready_reason() is None
+
+    def degraded(self) -> str | None:
+        """Why the worker is degraded though it may be ready: records the broker refused for
+        good in the last 15 minutes (their causes went to ``streams.dlq``), or None."""
+        return self.refusals.summary()
+
+    def stalled(self) -> str | None:
+        """Why the worker is stuck for good (``StallDetector``): ``/healthz`` then answers
+        503, so that the orchestrator restarts it. None while it lives."""
+        return self.stall.stalled()
+
+    async def _check_stall(self) -> None:
+        """Show the stall rule what the worker does (the ``stall-check`` timer). A worker that
+        holds no partition (more workers than partitions) is idle, not stuck: the rule
+        sees it as ready."""
+        ready = self.not_ready_reason() in (None, NO_PARTITIONS)
+        try:
+            timeout = max(1.0, self.settings.worker_stall_timeout_s / 10)
+            self._input_was_waiting = await asyncio.wait_for(self._input_waiting(), timeout)
+        except TimeoutError:  # the consumer did not answer: judge by the last answer
+            log.warning("the consumer did not say where it is within %.0fs", timeout)
+        tables: Any = self.app.tables  # faust's TableManager (the type says less)
+        recovery = tables.recovery
+        # What moves while the worker is unready: input processed, the catalog and policies
+        # read until they are, changelog records recovered while recovering (reading that
+        # goes on after, such as the catalog's, says nothing of a stuck rebalance).
+        reading = None if self.replica.ready.is_set() else self.replica.records_read
+        recovering = (None if recovery.completed.is_set()
+                      else sum(recovery.active_offsets.values()))
+        self.stall.observe(ready=ready, waiting=self._input_was_waiting,
+                           processed=self._processed,
+                           activity=(self._processed, reading, recovering))
+
+    async def _input_waiting(self) -> bool:
+        """Whether input waits to be processed: a batch is being handled, or an assigned
+        input partition's position is short of its end offset (asked of the broker, so
+        right even while fetching is paused; by position, so a partition ending in a
+        transaction marker is read to its end)."""
+        if self._batches_running:
+            return True
+        consumer: Any = self.app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic in self._input_topics]
+        if not tps:
+            return False
+        ends = await consumer.highwaters(*tps)
+        for tp in tps:
+            end = ends.get(tp)
+            try:
+                position = await consumer.position(tp)
+            except Exception as exc:  # revoked meanwhile, or the consumer is stopping
+                log.debug("no position for %s: %r", tp, exc)
+                continue
+            if end is not None and position is not None and position < end:
+                return True
+        return False
 
     def recovery_seconds(self) -> float:
         """How long the last recovery of the tables took (0 before one finished)."""
@@ -398,8 +701,13 @@ class Worker:
         return float(ended - started) if started and ended and ended >= started else 0.0
 
     def lag(self) -> list[tuple[str, int, int]]:
-        """(topic, partition, records not read yet) per assigned input partition."""
-        consumer: Any = self.app.consumer  # _read_offset: faust keeps no public position
+        """(topic, partition, records not processed yet) per assigned input partition: the
+        high watermark of the last fetch minus the offset below which every record was
+        processed (the guard's commit point, ``transport._Consumer.input_position``).
+        Records fetched and not delivered, and records read again after a seek back,
+        count until they are processed; a partition not fetched yet counts from its
+        committed offset."""
+        consumer: Any = self.app.consumer  # a transport._Consumer
         inputs = self._input_topics
         out = []
         for tp in consumer.assignment():
@@ -410,7 +718,7 @@ class Worker:
             except Exception as exc:  # the consumer is starting or stopping
                 log.debug("no high watermark for %s: %r", tp, exc)
                 continue
-            read = consumer._read_offset.get(tp)
             if highwater is not None:
-                out.append((tp.topic, tp.partition, max(0, highwater - (read or 0) - 1)))
+                done = consumer.input_position(tp) or 0
+                out.append((tp.topic, tp.partition, max(0, highwater - done)))
         return out

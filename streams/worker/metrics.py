@@ -4,7 +4,7 @@ written, batch time, consumer lag, rebalance and recovery time, readiness."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from faust.sensors import Sensor
@@ -14,9 +14,13 @@ from prometheus_client.registry import Collector
 
 from streams import metrics
 from streams.worker.processing import Step
+from streams.worker.records import OutRecord
 
 if TYPE_CHECKING:
     from streams.worker.app import Worker
+
+TASKS = ("replica", "reminders", "stall-check", "courses", "learners", "policies", "links")
+"""What ``edume_worker_task_restarts_total`` counts, each shown from the start (at 0)."""
 
 BATCH_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -56,8 +60,9 @@ class _Live(Collector):
         yield ready
         lag = GaugeMetricFamily(
             "edume_worker_lag_records",
-            "Records on an assigned input partition not read yet (the broker's high "
-            "watermark minus the next offset to read).",
+            "Records on an assigned input partition not processed yet (the high watermark "
+            "of the last fetch minus the offset below which every record was processed; "
+            "records fetched and not delivered count until they are read again).",
             labels=["topic", "partition"],
         )
         for topic, partition, behind in w.lag():
@@ -106,7 +111,8 @@ class WorkerMetrics:
                             ["reason"], registry=registry)
         self.skipped = Counter("edume_worker_input_redelivered_total",
                                "Input records Faust's consumer fetched and did not deliver, "
-                               "read again from the committed offsets.", registry=registry)
+                               "read again (their partition sought back to the first of "
+                               "them).", registry=registry)
         self.rekeyed = Counter("edume_worker_rekeyed_total",
                                "Records that came under another key or partition, re-keyed.",
                                registry=registry)
@@ -121,17 +127,38 @@ class WorkerMetrics:
                                        buckets=BATCH_BUCKETS_S, registry=registry)
         self.batch_events = Counter("edume_worker_events_consumed_total",
                                     "Records taken from input topics.", registry=registry)
+        self.write_failures = Counter(
+            "edume_worker_write_failures_total",
+            "Records the broker did not take, by kind: transient (sent again after a pause) "
+            "or permanent (refused for good; their cause went to streams.dlq).",
+            ["kind"], registry=registry)
+        self.task_restarts = Counter(
+            "edume_worker_task_restarts_total",
+            "Background work that failed and was started again after a pause, by task: "
+            "replica (the catalog and policy reader), reminders, stall-check, and the "
+            "agents (courses, learners, policies, links: a batch handled again).",
+            ["task"], registry=registry)
+        for kind in ("transient", "permanent"):
+            self.write_failures.labels(kind)
+        for task in TASKS:
+            self.task_restarts.labels(task)
         self.rebalances = _Rebalances()
         worker.app.sensors.add(self.rebalances)
         registry.register(_Live(worker))
+
+    def task_restarted(self, task: str) -> None:
+        self.task_restarts.labels(task).inc()
+
+    def wrote(self, records: Iterable[OutRecord]) -> None:
+        """Count records the broker acknowledged, by topic."""
+        for record in records:
+            self.written.labels(record.topic).inc()
 
     def batch_done(self, step: Step, events: int, seconds: float) -> None:
         for kind, n in step.applied.items():
             self.applied.labels(kind).inc(n)
         for reason, n in step.dead.items():
             self.dead.labels(reason).inc(n)
-        for record in step.outputs:
-            self.written.labels(record.topic).inc()
         if step.repeats:
             self.repeats.inc(step.repeats)
         if step.rekeyed:

@@ -59,6 +59,10 @@ class Status(TypedDict):
     """The process's state."""
 
     status: str
+    degraded: NotRequired[Annotated[str, Field(description=(
+        "/readyz only, for 15 minutes after the broker last refused a record for good: "
+        "how many, since when, the latest topic and error; the records that caused them "
+        "are in streams.dlq"))]]
 
 
 @_closed
@@ -292,7 +296,13 @@ def worker_openapi_document() -> dict[str, Any]:
                                             "value": "e8e6ed1a-b2c0-45a5-8310-5ed1d0948e30"}},
                 }],
             ),
-            "/healthz": _page("200 while the process runs", {"200": alive}),
+            "/healthz": _page(
+                "200 while the process lives; 503 once it has stalled for "
+                "WORKER_STALL_TIMEOUT (unready with nothing moving, or input waiting and "
+                "none processed), so that the orchestrator restarts it",
+                {"200": alive,
+                 "503": _answer("stalled: `status` says how", "Status")},
+            ),
             "/readyz": _page(
                 "200 once the tables are recovered and the worker consumes",
                 {"200": _answer("ready", "Status"),

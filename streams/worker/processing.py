@@ -30,11 +30,17 @@ from schemas import WEBHOOK_ADAPTER, canonical_type
 from schemas.common import Family
 from schemas.outputs import LinkIssue, LinkRequest
 from streams import headers, topics
-from streams.clock import rfc3339
+from streams.clock import MAX_CLOCK_SKEW_S, future_skew, rfc3339
 from streams.errors import EdumeStreamsError
 from streams.jsjson import canonical
 from streams.state.catalog import CatalogView, CourseEntry, CourseEvent, apply_course_event
-from streams.state.codec import decode_course, decode_learner, encode_course, encode_learner
+from streams.state.codec import (
+    decode_course,
+    decode_learner,
+    encode_course,
+    encode_learner,
+    next_reminder_due,
+)
 from streams.state.common import Meta, Output, UnusableEvent, meta_of
 from streams.state.links import (
     LinkState,
@@ -55,6 +61,7 @@ from streams.state.policies import PolicyBook, parse_policy_record
 from streams.state.progress import LearnerEvent, LearnerState
 from streams.validation import summarise_validation
 from streams.worker.records import InRecord, Layout, OutRecord, dead_letter, partition_for
+from streams.worker.reminders import ReminderIndex
 
 S = TypeVar("S")
 Load = Callable[[str], bytes | None]
@@ -109,8 +116,8 @@ class Step:
 
 def _reason_kind(reason: str) -> str:
     """A short label for metrics: the reason's first words, never data from the record."""
-    for kind in ("not JSON", "unknown type", "does not match", "timestamp", "tombstone",
-                 "family", "key", "value"):
+    for kind in ("not JSON", "unknown type", "does not match", "clock skew", "timestamp",
+                 "tombstone", "family", "key", "value"):
         if kind in reason:
             return kind.replace(" ", "_")
     return "other"
@@ -125,9 +132,12 @@ def event_id_of(value: bytes) -> str:
         return hashlib.sha256(value).hexdigest()
 
 
-def read_webhook(record: InRecord, family: Family, layout: Layout) -> Webhook | OutRecord:
+def read_webhook(record: InRecord, family: Family, layout: Layout, *,
+                 max_skew_s: float = MAX_CLOCK_SKEW_S) -> Webhook | OutRecord:
     """The record as a usable event of ``family``, or what to write instead of applying it
-    (a dead letter, or the record re-keyed)."""
+    (a dead letter, or the record re-keyed). An event stamped more than ``max_skew_s``
+    after its receipt (``InRecord.received_at_us``) is a dead letter, as at the ingress:
+    records written by other producers or replayed pass here without the ingress's check."""
     dlq = layout.name(topics.STREAMS_DLQ)
     value = record.value
     if value is None:
@@ -151,6 +161,10 @@ def read_webhook(record: InRecord, family: Family, layout: Layout) -> Webhook | 
         meta = meta_of(record.event_id() or event_id_of(value), event.timestamp)
     except UnusableEvent as exc:
         return dead_letter(record, str(exc), dlq)
+    received_us = record.received_at_us()
+    skew = None if received_us is None else future_skew(meta.ts, received_us, max_skew_s)
+    if skew is not None:
+        return dead_letter(record, skew, dlq)
     return Webhook(event, key, meta, record)
 
 
@@ -192,9 +206,10 @@ class _KeyedProcessor(Generic[S]):
 
     family: Family
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, *, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> None:
         self.layout = layout
         self.dlq = layout.name(topics.STREAMS_DLQ)
+        self.max_clock_skew_s = max_clock_skew_s
         self._table_partitions = layout.count(topics.EVENT_TOPIC_BY_FAMILY[self.family])
 
     def new_state(self, key: str) -> S:
@@ -217,7 +232,8 @@ class _KeyedProcessor(Generic[S]):
         working: dict[str, S] = {}
         changed: set[str] = set()
         for index, record in enumerate(records):
-            read = read_webhook(record, self.family, self.layout)
+            read = read_webhook(record, self.family, self.layout,
+                                max_skew_s=self.max_clock_skew_s)
             if isinstance(read, OutRecord):
                 if read.topic == self.dlq:
                     reason = dict(read.headers)[headers.DLQ_REASON]
@@ -277,16 +293,17 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
     family: Family = "learner"
 
     def __init__(
-        self, layout: Layout, replica: ReplicaView, reminder_after_s: float | None = None
+        self, layout: Layout, replica: ReplicaView, reminder_after_s: float | None = None, *,
+        max_clock_skew_s: float = MAX_CLOCK_SKEW_S,
     ) -> None:
-        super().__init__(layout)
+        super().__init__(layout, max_clock_skew_s=max_clock_skew_s)
         self.replica = replica
         self.links = reminder_after_s is not None
         """Whether this worker issues links (assignment links and reminders)."""
         self.reminder_after_us = int((reminder_after_s or 0) * 1_000_000)
-        self.due: dict[str, int] = {}
+        self.due = ReminderIndex(self._table_partitions)
         """The next reminder due per learner whose state this processor last encoded:
-        the shell's timer index (see ``Worker``)."""
+        the shell's timer index (see ``Worker._fire_reminders``)."""
 
     def new_state(self, key: str) -> LearnerState:
         return LearnerState(int(key))
@@ -309,21 +326,20 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
         else:
             self.due[key] = due
 
-    def index_reminders(self, items: Iterable[tuple[str, bytes]]) -> None:
-        """Rebuild the timer index from stored states (after the tables were recovered):
-        only each state's pending reminders are read."""
-        self.due.clear()
-        for key, raw in items:
-            self.restore_due(key, raw)
+    def index_reminders(self, states: Iterable[tuple[str, int, bytes]]) -> None:
+        """Add stored states (key, table partition, encoded state) to the timer index, as
+        after the tables were recovered (the shell clears it first): only each state's
+        pending reminders are read."""
+        self.due.load(states)
 
     def restore_due(self, key: str, raw: bytes | None) -> None:
         """Index ``key``'s next reminder from its stored state ``raw`` (None: no state): after
         a recovery, and when a new state computed for the key was not kept."""
-        pending = orjson.loads(raw).get("reminders") if raw else None
-        if pending:
-            self.due[key] = min(due for due, _ in pending.values())
-        else:
+        due = next_reminder_due(raw) if raw else None
+        if due is None:
             self.due.pop(key, None)
+        else:
+            self.due[key] = due
 
     def apply(self, state: LearnerState, webhook: Webhook) -> list[Output]:
         event: LearnerEvent = webhook.event
@@ -426,8 +442,9 @@ class LinkProcessor:
         a learner assigned a course just created can come first, and every worker's copy
         of the catalog follows the course agent's changelog a moment behind. The shell
         waits (at most the grace, from when the batch began waiting) before deciding such
-        a batch; a deletion is final and is not waited on. ``any_age``: whatever the records' age (the shell asks this
-        while the worker's copy of the catalog is behind its topics)."""
+        a batch; a deletion is final and is not waited on. ``any_age``: whatever the
+        records' age (the shell asks this while the worker's copy of the catalog is behind
+        its topics)."""
         grace_ms = CATALOG_GRACE_S * 1000
         for record in records:
             if not any_age and record_age_ms(record.timestamp_ms, now_ms) > grace_ms:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -36,13 +36,15 @@ from pydantic import ValidationError
 from schemas import WEBHOOK_ADAPTER
 from streams import headers, topics
 from streams.admin import drop_reached
+from streams.clock import MAX_CLOCK_SKEW_S, future_skew
 from streams.kafka_clients import KafkaConnection, aio_consumer
 from streams.state.catalog import CourseEntry, CourseEvent, apply_course_event, merge_courses
 from streams.state.codec import decode_course
 from streams.state.common import UnusableEvent, meta_of
 from streams.state.policies import PolicyBook, parse_policy_record
+from streams.worker.health import Backoff, supervise
 from streams.worker.processing import event_id_of
-from streams.worker.records import Layout
+from streams.worker.records import Layout, received_at_us
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class Replica:
     """The catalog and the policies, followed from their topics."""
 
     def __init__(self, kafka: KafkaConnection, layout: Layout, *,
-                 retry_s: float = 1.0) -> None:
+                 retry_s: float = 1.0, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> None:
         self.kafka = kafka
         self.policies = PolicyBook()
         self.catalog: dict[int, CourseEntry] = {}
@@ -62,14 +64,27 @@ class Replica:
                               layout.name(topics.COURSE_REKEY))
         self._layout = layout
         self._retry_s = retry_s
+        self._max_skew_s = max_clock_skew_s
         self._task: asyncio.Task[None] | None = None
         self.records_read = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}
-        """Per partition followed, the offset after the last record applied."""
+        """Per partition followed, the offset after the last record taken (applied, or
+        failed to apply): where the next reading starts."""
+        self._at_end = False
+        """Whether, after the last fetch, every partition's position was at its high
+        watermark (see ``caught_up``)."""
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="replica")
+    def start(self, restarted: Callable[[str], None] = lambda _task: None) -> None:
+        """Start reading. The reader outlives its failures (``supervise``): a broker that
+        does not answer, or a record it cannot apply, ends one reading, which is counted
+        through ``restarted`` and started again after a pause, where the last one
+        stopped (past the record it failed on); the copy is kept."""
+        reading = supervise(
+            "replica", self._read, restarted=restarted,
+            backoff=Backoff(self._retry_s, max(self._retry_s, 30.0)), quiet=(KafkaError, OSError),
+        )
+        self._task = asyncio.get_running_loop().create_task(reading, name="replica")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -78,31 +93,25 @@ class Replica:
                 await self._task
             self._task = None
 
-    async def _run(self) -> None:
-        while True:
-            consumer = aio_consumer(
-                self.kafka,
-                group_id=None,
-                isolation_level="read_committed",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                fetch_max_wait_ms=100,
-            )
-            try:
-                await consumer.start()
-                self._consumer = consumer
-                await self._follow(consumer)
-            except (KafkaError, OSError) as exc:
-                log.warning("reading the catalog and policies failed (%s); again in %.0fs",
-                            type(exc).__name__, self._retry_s)
-            except Exception:
-                log.exception("the catalog and policy reader failed; again in %.0fs",
-                              self._retry_s)
-            finally:
-                self._consumer = None
-                self._next.clear()
-                await consumer.stop()
-            await asyncio.sleep(self._retry_s)
+    async def _read(self) -> None:
+        """One reading: a new consumer, from where the last one stopped (from the beginning
+        the first time), until it fails."""
+        consumer = aio_consumer(
+            self.kafka,
+            group_id=None,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        try:
+            await consumer.start()
+            self._consumer = consumer
+            await self._follow(consumer)
+        finally:
+            self._consumer = None
+            self._at_end = False
+            await consumer.stop()
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         tps = [
@@ -111,7 +120,11 @@ class Replica:
             for p in range(self._layout.partitions[topic])
         ]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        fresh = [tp for tp in tps if tp not in self._next]
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
+        for tp, offset in self._next.items():
+            consumer.seek(tp, offset)
         # What to read before answering: the ends as of now. (Read from a partition's end
         # offset, which the embedded broker reports right when every batch holds one
         # record: the workers write the changelog that way there, and a policy is one
@@ -121,19 +134,21 @@ class Replica:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             for tp, records in batch.items():
                 for record in records:
+                    # Past the record before it is applied: a record that cannot be applied
+                    # fails this reading, and the next one starts after it.
+                    self._next[tp] = record.offset + 1
+                    self.records_read += 1
                     if tp.topic in self._event_topics:
-                        self._apply_event(record.value, record.headers)
+                        self._apply_event(record.value, record.headers, record.timestamp)
                     else:
                         self._apply(tp, record.key, record.value, record.timestamp,
                                     record.offset)
-                self.records_read += len(records)
-                if records:
-                    self._next[tp] = records[-1].offset + 1
             await drop_reached(consumer, targets)
             if not targets and not self.ready.is_set():
                 log.info("catalog (%d courses) and policies (%d) read",
                          len(self.catalog), len(self.policies))
                 self.ready.set()
+            self._at_end = await _at_highwater(consumer)
 
     def _apply(self, tp: TopicPartition, key: bytes | None, value: bytes | None,
                timestamp_ms: int, offset: int) -> None:
@@ -148,10 +163,11 @@ class Replica:
             held = self.catalog.get(entry.course_id)
             self.catalog[entry.course_id] = entry if held is None else merge_courses(held, entry)
 
-    def _apply_event(self, value: bytes | None,
-                     record_headers: Sequence[tuple[str, bytes]]) -> None:
-        """A course event into the copy (an unusable one is the course agent's to dead-letter;
-        one under another key is applied here by the course it names)."""
+    def _apply_event(self, value: bytes | None, record_headers: Sequence[tuple[str, bytes]],
+                     timestamp_ms: int) -> None:
+        """A course event into the copy (an unusable one, or one stamped too far after its
+        receipt, is the course agent's to dead-letter; one under another key is applied here
+        by the course it names)."""
         if value is None:
             return
         try:
@@ -163,6 +179,9 @@ class Replica:
             meta = meta_of(event_id, event.timestamp)
         except (ValidationError, UnusableEvent, UnicodeDecodeError):
             return
+        received_us = received_at_us(record_headers, timestamp_ms)
+        if received_us is not None and future_skew(meta.ts, received_us, self._max_skew_s):
+            return
         course_id = int(event.routing_id)
         entry = self.catalog.get(course_id)
         if entry is None:
@@ -170,14 +189,22 @@ class Replica:
         apply_course_event(entry, cast(CourseEvent, event), meta)
 
     def caught_up(self) -> bool:
-        """Whether the copy holds everything the followed topics held at the last fetch (by
-        the high watermark of the fetch responses, which the embedded broker answers right,
-        unlike its ListOffsets)."""
-        consumer = self._consumer
-        if consumer is None or not self.ready.is_set():
+        """Whether the copy holds everything the followed topics held at the last fetch:
+        every partition's position has reached the high watermark of the fetch responses
+        (which the embedded broker answers right, unlike its ListOffsets). By position,
+        not by the last record seen: a partition emptied by retention, or ending in a
+        transaction marker or a tombstone compaction removed, has no record at its end."""
+        return self._consumer is not None and self.ready.is_set() and self._at_end
+
+
+async def _at_highwater(consumer: AIOKafkaConsumer) -> bool:
+    """Whether every assigned partition's position has reached the high watermark of its
+    last fetch response (False while a partition has had none)."""
+    ends: dict[TopicPartition, int] = {}
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
             return False
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None or self._next.get(tp, 0) < highwater:
-                return False
-        return True
+        ends[tp] = highwater
+    await drop_reached(consumer, ends)
+    return not ends

@@ -7,7 +7,12 @@ SIGTERM stops one cleanly (its batch finishes, offsets are committed, it leaves 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -82,24 +87,44 @@ def run_worker(settings: Settings) -> int:
     layout = run(prepare_layout(settings))
     loop = _new_loop()
     asyncio.set_event_loop(loop)
-    worker = Worker(settings, layout)
-    faust_worker = faust.Worker(
-        worker.app,
-        _WorkerIO(worker, loop=loop),
-        loglevel=settings.log_level,
-        quiet=True,
-        redirect_stdouts=False,
-        loop=loop,
-    )
-    # Faust's start-up spinner turns the root logger to DEBUG (13 % of the CPU, measured).
-    faust_worker.spinner = None
-    tune_gc()
-    log.info("worker %s: query API on %s", worker.app.conf.id, worker.url)
-    try:
-        faust_worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    with data_directory(settings) as data_dir:
+        worker = Worker(settings, layout, data_dir)
+        faust_worker = faust.Worker(
+            worker.app,
+            _WorkerIO(worker, loop=loop),
+            loglevel=settings.log_level,
+            quiet=True,
+            redirect_stdouts=False,
+            loop=loop,
+        )
+        # Faust's start-up spinner turns the root logger to DEBUG (13 % of the CPU,
+        # measured).
+        faust_worker.spinner = None
+        tune_gc()
+        log.info("worker %s: query API on %s, data directory %s", worker.app.conf.id,
+                 worker.url, data_dir)
+        try:
+            faust_worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0)
     return 0
+
+
+@contextlib.contextmanager
+def data_directory(settings: Settings) -> Iterator[str]:
+    """Faust's data directory: ``WORKER_DATA_DIR`` (created if missing, and kept), or else a
+    new temporary directory, removed when the worker exits. Faust leaves it empty (the
+    tables are in memory), but creates it at start; without this it would be
+    ``{app id}-data`` in the working directory."""
+    if settings.worker_data_dir is not None:
+        os.makedirs(settings.worker_data_dir, exist_ok=True)
+        yield settings.worker_data_dir
+        return
+    path = tempfile.mkdtemp(prefix="edume-streams-worker-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -9,15 +9,54 @@ are awaited before the batch's input is acknowledged. Faust's own ``table[key] =
 would pick the partition of whichever event is current (wrong for a batch spanning
 partitions) and send through aiokafka on the event loop.
 
-Values are kept encoded (the changelog's bytes): a learner costs its JSON (~1 KB), not a
-tree of Python objects, and recovery stores what it reads without decoding it.
+Values are kept encoded (the changelog's bytes): a learner costs its JSON, not a tree of
+Python objects. A value of ``PACK_MIN`` bytes or more is kept deflated in memory (zlib,
+with a preset dictionary of the states' field names; the changelog holds the JSON): a
+learner's ~1,150 bytes of JSON, a third of it in event ids repeated across its
+registers, take ~300 (the benchmark's onboarding states; 18 µs to deflate, 6 µs to
+inflate, measured on a loaded machine), 80 MB less for 100,000 learners. Values
+recovered from the changelog are deflated as they are stored. A deflated value starts
+with a NUL byte, which no JSON text does; anything else is answered as it is.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from streams.state.codec import encode_learner
+from streams.state.links import LinkState, encode_links
+from streams.state.progress import CourseProgress, LearnerState
 from streams.worker.records import OutRecord
+
+PACK_MIN = 256
+"""Values shorter than this are kept as they are: deflating saves them little."""
+PACK_LEVEL = 6
+DEFLATED = b"\x00"
+"""The first byte of a deflated value."""
+
+PACK_DICTIONARY = (encode_links(LinkState("")) + encode_learner(LearnerState(
+    1, assigned={1}, courses={1: CourseProgress()}, reminders={1: (1, "")})))
+"""What deflate may refer back to before a value's first byte: the field names and the
+punctuation of empty states. Kept in memory only, so it may change with the codec."""
+
+
+def pack(value: bytes | None) -> bytes | None:
+    """A value as the table keeps it: deflated from ``PACK_MIN`` bytes on (None stays None:
+    a tombstone)."""
+    if value is None or len(value) < PACK_MIN:
+        return None if value is None else bytes(memoryview(value))
+    deflate = zlib.compressobj(PACK_LEVEL, zdict=PACK_DICTIONARY)
+    return DEFLATED + deflate.compress(value) + deflate.flush()
+
+
+def unpack(kept: bytes) -> bytes:
+    """A value as the table answers it: the encoded state."""
+    if kept[:1] != DEFLATED:
+        return kept
+    inflate = zlib.decompressobj(zdict=PACK_DICTIONARY)
+    return inflate.decompress(memoryview(kept)[1:]) + inflate.flush()
 
 
 class StateTable:
@@ -27,6 +66,15 @@ class StateTable:
     def __init__(self, table: Any, changelog_topic: str) -> None:
         self.table = table
         self.changelog_topic = changelog_topic
+        store = self._store()
+        recover = store.apply_changelog_batch
+
+        def apply_changelog_batch(batch: Iterable[Any], to_key: Callable[[Any], Any],
+                                  to_value: Callable[[Any], Any]) -> None:
+            """Recovery (and standby replicas) through Faust's store, values packed."""
+            recover(batch, to_key, lambda value: pack(to_value(value)))
+
+        store.apply_changelog_batch = apply_changelog_batch
 
     @property
     def name(self) -> str:
@@ -36,8 +84,8 @@ class StateTable:
         return self.table.data  # faust.stores.memory.Store: .data (dict), ._key_partition
 
     def get(self, key: str) -> bytes | None:
-        value: bytes | None = self._store().data.get(key.encode())
-        return value
+        kept: bytes | None = self._store().data.get(key.encode())
+        return None if kept is None else unpack(kept)
 
     def changelog(self, key: str, partition: int, value: bytes) -> OutRecord:
         return OutRecord(self.changelog_topic, partition, key.encode(), value, [])
@@ -47,16 +95,27 @@ class StateTable:
         store = self._store()
         raw_key = key.encode()
         # orjson's bytes keep the buffer they were written in (4-8 KB, measured, for a
-        # learner's 900 bytes): the table keeps an exact copy, or 100,000 learners would
-        # hold 500 MB.
-        store.data[raw_key] = bytes(memoryview(value))
+        # learner's 900 bytes): the table keeps a packed value or an exact copy, or
+        # 100,000 learners would hold 500 MB.
+        store.data[raw_key] = pack(value)
         # The memory store forgets a partition's keys when the partition moves away; it
         # learns which keys are whose from this map (filled by recovery, and here).
         store._key_partition[raw_key] = partition
 
-    def items(self) -> list[tuple[str, bytes]]:
-        """Every key and value held (assigned and standby partitions), as a list taken now."""
-        return [(k.decode("utf-8", "replace"), v) for k, v in self._store().data.items()]
+    def chunks(self, size: int) -> Iterator[list[tuple[str, int, bytes]]]:
+        """Every key held (assigned and standby partitions) with its partition and value,
+        ``size`` at a time: the keys held when the first chunk is asked for, each value as
+        it is when its chunk is."""
+        store = self._store()
+        held = list(store.data)
+        for start in range(0, len(held), size):
+            chunk = []
+            for raw_key in held[start:start + size]:
+                kept = store.data.get(raw_key)
+                partition = store._key_partition.get(raw_key)
+                if kept is not None and partition is not None:
+                    chunk.append((raw_key.decode("utf-8", "replace"), partition, unpack(kept)))
+            yield chunk
 
     def __len__(self) -> int:
         return len(self._store().data)

@@ -19,6 +19,7 @@ from aiohttp import web
 from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
+from schemas.common import MAX_EXTERNAL_ID
 from streams.state.codec import decode_course, decode_learner
 from streams.state.links import LinkState, decode_links
 from streams.state.mandatory import gate
@@ -132,18 +133,28 @@ def add_views(worker: Worker) -> None:
         ext = request.query.get("externalUserId", "")
         if not ext:
             return view.json({"error": "externalUserId is required"}, status=400)
+        if len(ext) > MAX_EXTERNAL_ID:
+            return view.json({"error": f"externalUserId is longer than {MAX_EXTERNAL_ID} "
+                                       "characters"}, status=400)
         status, body = await links_of(ext, routed=bool(request.headers.get(ROUTED_HEADER)))
         headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
         return view.json(body, status=status, headers=headers)
 
     async def healthz(view: View, _request: Request, _kw: dict[str, Any]) -> Response:
+        stalled = worker.stalled()
+        if stalled is not None:
+            return view.json({"status": f"stalled: {stalled}"}, status=503)
         return view.json({"status": "ok"})
 
     async def readyz(view: View, _request: Request, _kw: dict[str, Any]) -> Response:
-        if worker.ready():
-            return view.json({"status": "ready"})
-        return view.json({"status": worker.not_ready_reason()}, status=503,
-                         headers={"Retry-After": RETRY_AFTER_S})
+        reason = worker.not_ready_reason()
+        body: dict[str, str] = {"status": "ready" if reason is None else reason}
+        degraded = worker.degraded()
+        if degraded is not None:
+            body["degraded"] = degraded
+        if reason is None:
+            return view.json(body)
+        return view.json(body, status=503, headers={"Retry-After": RETRY_AFTER_S})
 
     async def metrics(view: View, _request: Request, _kw: dict[str, Any]) -> Response:
         # aiohttp takes the charset apart from the type; the text is ASCII.

@@ -4,6 +4,7 @@ embedded broker, read back from the query API and the topics."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,21 @@ from streams import headers
 from streams.broker import EmbeddedBroker
 from streams.policy import write_policy
 from tests.support import FIXTURES, RunningIngress, compact, manifest, read_topic
-from tests.worker_support import Event, WorkerProcess, eventually, fold, publish
+from tests.worker_support import Event, WorkerProcess, event, eventually, fold, publish
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def worker(broker: EmbeddedBroker, prefix: str,
+                 tmp_path: Path) -> AsyncIterator[WorkerProcess]:
+    """A worker process on the test's topics, ready; stopped cleanly after the test."""
+    process = WorkerProcess(broker, prefix, tmp_path).start()
+    try:
+        await process.wait_ready(90)
+        yield process
+    finally:
+        assert process.stop() == 0, process.log_text()[-3000:]
 
 
 async def test_every_sample_reaches_the_tables_the_gate_and_the_completions(
@@ -84,36 +97,63 @@ async def test_every_sample_reaches_the_tables_the_gate_and_the_completions(
 
 
 async def test_poison_goes_to_streams_dlq_and_the_worker_goes_on(
-    broker: EmbeddedBroker, prefix: str, ingress: RunningIngress, tmp_path: Path
+    broker: EmbeddedBroker, prefix: str, ingress: RunningIngress, worker: WorkerProcess
 ) -> None:
     from confluent_kafka import Producer
 
-    worker = WorkerProcess(broker, prefix, tmp_path).start()
-    try:
-        await worker.wait_ready(90)
-        producer = Producer({"bootstrap.servers": broker.bootstrap})
-        producer.produce(prefix + "edume.learner.events", b"{not json", b"1")
-        producer.produce(prefix + "edume.course.events", b'{"type":"course.flew"}', b"1")
-        producer.produce(prefix + "training.policies", b'{"courseId": 5}', b"5")
-        assert producer.flush(10) == 0
-        body = compact((FIXTURES / "learner.added.json").read_bytes())
-        assert (await ingress.post(body))[0] == 202
-        dead = await read_topic(broker.bootstrap, prefix + "streams.dlq", 3)
-        reasons = {r.key.decode().split("/")[0]: dict(r.headers)[headers.DLQ_REASON].decode()
-                   for r in dead}
-        assert reasons == {
-            prefix + "edume.learner.events": "not JSON",
-            prefix + "edume.course.events": "unknown type 'course.flew'",
-            prefix + "training.policies": "the value is not a training policy (mandatory, "
-                                          "groupIds)",
-        }
-        for r in dead:
-            assert dict(r.headers)[headers.DLQ_SOURCE] == r.key
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    producer.produce(prefix + "edume.learner.events", b"{not json", b"1")
+    producer.produce(prefix + "edume.course.events", b'{"type":"course.flew"}', b"1")
+    producer.produce(prefix + "training.policies", b'{"courseId": 5}', b"5")
+    assert producer.flush(10) == 0
+    body = compact((FIXTURES / "learner.added.json").read_bytes())
+    assert (await ingress.post(body))[0] == 202
+    dead = await read_topic(broker.bootstrap, prefix + "streams.dlq", 3)
+    reasons = {r.key.decode().split("/")[0]: dict(r.headers)[headers.DLQ_REASON].decode()
+               for r in dead}
+    assert reasons == {
+        prefix + "edume.learner.events": "not JSON",
+        prefix + "edume.course.events": "unknown type 'course.flew'",
+        prefix + "training.policies": "the value is not a training policy (mandatory, "
+                                      "groupIds)",
+    }
+    for r in dead:
+        assert dict(r.headers)[headers.DLQ_SOURCE] == r.key
 
-        async def applied() -> Any:
-            status, _ = await worker.get("/learners/10217/progress")
-            return status == 200
+    async def applied() -> Any:
+        status, _ = await worker.get("/learners/10217/progress")
+        return status == 200
 
-        assert await eventually(applied)
-    finally:
-        assert worker.stop() == 0
+    assert await eventually(applied)
+
+
+async def test_an_event_stamped_far_ahead_is_a_dead_letter_and_the_course_stays_published(
+    broker: EmbeddedBroker, prefix: str, ingress: RunningIngress, worker: WorkerProcess
+) -> None:
+    for name in ("course.added.json", "course.published.json"):
+        assert (await ingress.post(compact((FIXTURES / name).read_bytes())))[0] == 202
+    unpublished = json.loads((FIXTURES / "course.unpublished.json").read_bytes())
+    unpublished["timestamp"] = "2099-01-01T00:00:00.000Z"
+    status, _, answer = await ingress.post(compact(json.dumps(unpublished).encode()))
+    assert status == 202 and answer["topic"] == prefix + "edume.webhooks.dlq"
+    # The same kind of event written to the course topic by another producer (or a
+    # replay), which the ingress never checked: the worker refuses it.
+    unpublished["timestamp"] = "2099-01-01T00:00:01.000Z"
+    publish(broker.bootstrap, prefix, [event(unpublished)])
+    [dead] = await read_topic(broker.bootstrap, prefix + "streams.dlq", 1)
+    reason = dict(dead.headers)[headers.DLQ_REASON].decode()
+    assert "clock skew over MAX_CLOCK_SKEW" in reason, reason
+
+    async def course() -> Any:
+        status, entry = await worker.get("/catalog/courses/22299")
+        return status == 200 and entry["eventsApplied"] == 2 and entry
+
+    entry = await eventually(course)
+    assert entry and entry["published"] is True, entry
+    assert await worker.metric("edume_worker_dlq_total",
+                               lambda head: 'reason="clock_skew"' in head) == 1
+
+    # External user ids as keys are bounded: the query API refuses a longer one.
+    status, body = await worker.get("/links?externalUserId=" + "x" * 257)
+    assert status == 400 and "256" in body["error"]
+    assert (await worker.get("/links?externalUserId=" + "x" * 256))[0] == 200

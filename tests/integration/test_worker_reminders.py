@@ -50,7 +50,7 @@ def backlog(count: int, t: float):
         yield event({"type": "learner.activity.started", "timestamp": stamp(t), "payload": {
             "type": "lesson", "user": {"eId": f"ext-{user}", "userId": user, "identifiers": []},
             "group": {"groupId": 5}, "course": {"courseId": 999}, "module": {"moduleId": 1},
-            "lesson": {"lessonId": i}, "version": 1}})
+            "lesson": {"lessonId": i + 1}, "version": 1}})
 
 
 def by_id(records: list[Any]) -> dict[bytes, Any]:

@@ -1,5 +1,5 @@
 """Hypothesis strategies for eduMe events of one course or one learner, and the oracle: the
-events folded once each in ``(timestamp, rank, event id)`` order by the plainest code
+events folded once each in ``(timestamp, rank, short event id)`` order by the plainest code
 possible (the rank: an event type's place among events of one timestamp)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from schemas import WEBHOOK_ADAPTER
 from streams.state import catalog, progress
-from streams.state.common import Applied, Meta, meta_of
+from streams.state.common import Applied, Meta, meta_of, short_id
 
 COURSE_ID = 22299
 USER_ID = 10217
@@ -33,7 +33,7 @@ class Ev:
     @property
     def order(self) -> tuple[int, int, str]:
         rank = {**catalog.RANK, **progress.RANK}[type(self.event)]
-        return (self.meta.ts, rank, self.meta.event_id)
+        return (self.meta.ts, rank, short_id(self.meta.event_id))
 
 
 def make(doc: dict[str, Any]) -> Ev:

@@ -222,9 +222,14 @@ def test_builder_installs_the_package_without_extras_into_a_venv() -> None:
     made = re.search(r"python -m venv (\S+)", runs)
     assert made, "the builder makes a virtualenv"
     venv = made[1]
-    installs = re.findall(r"pip install (\S+)", runs)
-    assert "." in installs, "pip install . (the package, no extras)"
-    assert not any(spec.startswith(".[") for spec in installs), "no extras, no embedded broker"
+    commands = [c.split() for c in re.findall(r"pip install ([^&;]+)", runs)]
+    specs = [word for words in commands for word in words if not word.startswith("-")
+             and word != "requirements.lock"]
+    assert "." in specs, "pip install . (the package, no extras)"
+    assert not any(spec.startswith(".[") for spec in specs), "no extras, no embedded broker"
+    for words in commands:  # at the versions the tests passed with
+        joined = " ".join(words)
+        assert "--constraint requirements.lock" in joined or "-c requirements.lock" in joined
     # The final stage takes that virtualenv and nothing else from the builder.
     for value in dockerfile().final.values("COPY"):
         if "--from=" in value:
@@ -1042,8 +1047,8 @@ def test_scaling_and_disruption_budgets_fit_the_replicas(which: str) -> None:
 def test_pods_run_as_the_images_non_root_user_on_a_read_only_root(which: str) -> None:
     (user,) = dockerfile().final.values("USER")
     uid = int(user.split(":")[0])
-    (workdir,) = dockerfile().final.values("WORKDIR")
-    for workload in k8s(which).workloads:
+    cluster = k8s(which)
+    for workload in cluster.workloads:
         pod = workload["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"].get("runAsUser", uid) == uid
@@ -1058,9 +1063,13 @@ def test_pods_run_as_the_images_non_root_user_on_a_read_only_root(which: str) ->
             assert resources["limits"]["memory"]
             paths = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
             if command_of(container) == "worker":
-                # Faust creates its (empty) data directory in the working directory.
-                assert workdir in paths, "the worker needs a writable working directory"
-                assert "emptyDir" in mounted[paths[workdir]], "scratch only, no table store"
+                # Faust creates its (empty) data directory at start: WORKER_DATA_DIR, on a
+                # writable scratch volume (the default, a temporary directory, is on the
+                # read-only root here).
+                data_dir = Settings.from_env(
+                    cluster.container_env(container, workload)).worker_data_dir
+                assert data_dir in paths, "the worker needs a writable WORKER_DATA_DIR"
+                assert "emptyDir" in mounted[paths[data_dir]], "scratch only, no table store"
         assert not workload["spec"].get("volumeClaimTemplates"), "the tables are in memory"
 
 
@@ -1296,7 +1305,6 @@ def test_compose_healthchecks_ask_each_process_on_its_port() -> None:
 def test_compose_workers_each_have_their_own_reachable_url() -> None:
     workers = {n: s for n, s in app_services().items() if service_command(s) == "worker"}
     assert len(workers) >= 2
-    (workdir,) = dockerfile().final.values("WORKDIR")
     urls = set()
     for name, service in workers.items():
         settings = Settings.from_env(service_env(service))
@@ -1305,8 +1313,9 @@ def test_compose_workers_each_have_their_own_reachable_url() -> None:
         assert url.hostname == name and url.port == settings.worker_web_port, settings.worker_url
         urls.add(settings.worker_url)
         assert "deploy" not in service, f"{name}: one container per WORKER_URL"
-        if service.get("read_only"):
-            assert workdir in service.get("tmpfs", []), f"{name}: writable {workdir}"
+        if service.get("read_only"):  # Faust's data directory must be writable
+            data_dir = settings.worker_data_dir
+            assert data_dir in service.get("tmpfs", []), f"{name}: writable WORKER_DATA_DIR"
         assert not service.get("volumes"), f"{name}: the tables are in memory"
     assert len(urls) == len(workers)
 

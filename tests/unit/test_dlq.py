@@ -4,7 +4,6 @@ rules for worker dead letters, the replay log, ``--since`` and the counts."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from typing import Any
@@ -25,13 +24,11 @@ from streams.dlq import (
     parse_place,
     parse_time,
 )
-from streams.ingress.app import Ingress
 from streams.jsjson import canonical
-from streams.publisher import Delivery, Headers
 from streams.settings import Settings
 from streams.worker.processing import Webhook, read_webhook
 from streams.worker.records import InRecord, Layout, dead_letter, partition_for
-from tests.support import FIXTURES, SECRET, manifest, sign
+from tests.support import FIXTURES, SECRET, ingress_publishes, manifest
 
 PREFIX = "p."
 LAYOUT = Layout.from_catalog(PREFIX)
@@ -39,6 +36,7 @@ WEBHOOKS_DLQ = PREFIX + topics.WEBHOOKS_DLQ
 STREAMS_DLQ = PREFIX + topics.STREAMS_DLQ
 LEARNER_TOPIC = PREFIX + topics.LEARNER_EVENTS
 RECEIVED = b"2024-05-06T07:08:09.123Z"
+SETTINGS = Settings(topic_prefix=PREFIX, webhook_secrets=(SECRET,))
 LESSON = (FIXTURES / "learner.activity.finished.lesson.json").read_bytes()  # pretty-printed
 
 
@@ -87,68 +85,6 @@ def source_record(value: bytes | None, topic: str = topics.LEARNER_EVENTS, *,
 # ------------------------------------------------------------ the ingress as the oracle
 
 
-class RecordingPublisher:
-    """What the ingress hands its producer, acknowledged at once."""
-
-    delivery_timeout_s = 10.0
-    ready = True
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes, bytes | None, Headers]] = []
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    def mark_unreachable(self) -> None:
-        return None
-
-    def publish(self, topic: str, key: bytes, value: bytes | None, hdrs: Headers,
-                delivery: Delivery, *, partition: int | None = None) -> None:
-        self.records.append((topic, key, value, hdrs))
-        asyncio.get_running_loop().call_soon(delivery.settle, None)
-
-
-async def ingress_publishes(body: bytes) -> tuple[str, bytes, bytes | None, dict[str, bytes]]:
-    """POST ``body``, signed, to the ingress's ASGI app; what it handed its producer."""
-    publisher = RecordingPublisher()
-    settings = Settings(topic_prefix=PREFIX, webhook_secrets=(SECRET,))
-    app = Ingress(settings, publisher=publisher)  # type: ignore[arg-type]
-    lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    started = asyncio.Event()
-
-    async def lifespan_send(message: dict[str, Any]) -> None:
-        if message["type"] == "lifespan.startup.complete":
-            started.set()
-
-    await lifespan.put({"type": "lifespan.startup"})
-    running = asyncio.create_task(app({"type": "lifespan"}, lifespan.get, lifespan_send))
-    try:
-        await asyncio.wait_for(started.wait(), 5)
-        scope = {"type": "http", "path": "/webhooks/edume", "method": "POST", "headers": [
-            (b"x-edume-signature", sign(body).encode()),
-            (b"content-length", str(len(body)).encode()),
-        ]}
-        requests = [{"type": "http.request", "body": body, "more_body": False}]
-        answers: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return requests.pop(0)
-
-        async def send(message: dict[str, Any]) -> None:
-            answers.append(message)
-
-        await asyncio.wait_for(app(scope, receive, send), 5)
-    finally:
-        await lifespan.put({"type": "lifespan.shutdown"})
-        await asyncio.wait_for(running, 5)
-    assert answers[0]["status"] == 202, answers
-    ((topic, key, value, hdrs),) = publisher.records
-    return topic, key, value, {k: v for k, v in hdrs if isinstance(v, bytes)}
-
-
 @pytest.mark.parametrize("entry", manifest(), ids=lambda e: e["file"])
 async def test_a_webhook_valid_now_is_republished_as_the_ingress_publishes_it(
     entry: dict[str, Any]
@@ -158,7 +94,7 @@ async def test_a_webhook_valid_now_is_republished_as_the_ingress_publishes_it(
     for sent in (raw, body):
         decision = decide_webhook(webhook_dead_letter(sent), PREFIX)
         assert isinstance(decision, Replay)
-        topic, key, value, hdrs = await ingress_publishes(sent)
+        _, (topic, key, value, hdrs) = await ingress_publishes(sent, SETTINGS)
         assert (decision.topic, decision.key, decision.value) == (topic, key, value)
         assert decision.topic == PREFIX + topics.EVENT_TOPIC_BY_FAMILY[entry["family"]]
         assert decision.key == entry["key"].encode()
@@ -181,10 +117,10 @@ def test_a_webhook_keeps_the_event_id_the_ingress_gave_it() -> None:
     # No header: the key; neither: the id computed as the ingress computes it.
     keyed = DeadLetter(dead.topic, 0, 0, other.encode(), dead.value, [], 0)
     assert isinstance(r := decide_webhook(keyed, PREFIX), Replay) and r.replay_id == other
-    bare = DeadLetter(dead.topic, 0, 0, b"junk", dead.value, [], 5_000)
+    bare = DeadLetter(dead.topic, 0, 0, b"junk", dead.value, [], 1_714_979_289_123)
     assert isinstance(r := decide_webhook(bare, PREFIX), Replay)
     assert r.replay_id == sha(canonical(LESSON)[1])
-    assert dict(r.headers)[headers.RECEIVED_AT] == b"1970-01-01T00:00:05.000Z"
+    assert dict(r.headers)[headers.RECEIVED_AT] == b"2024-05-06T07:08:09.123Z"
 
 
 @pytest.mark.parametrize(("body", "reason"), [

@@ -29,6 +29,7 @@ from schemas import (
     learner_event_json_schema,
     webhook_json_schema,
 )
+from schemas.common import MAX_ID
 from schemas.course import TeamAssignedPayload, TeamRemovedPayload, TitleChangedPayload
 from schemas.learner import (
     AssessmentActivity,
@@ -406,7 +407,8 @@ def test_removing_a_required_field_is_a_mismatch(name: str, path: Path_) -> None
 
 # --- wrong types -------------------------------------------------------------------------
 
-BAD_IDS: list[Any] = ["22299", True, False, 1.5, 1.0, None, [1], {"id": 1}]
+BAD_IDS: list[Any] = ["22299", True, False, 1.5, 1.0, None, [1], {"id": 1},
+                     0, -1, 2**53, 2**53 + 1, 2**64]
 
 
 @pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
@@ -505,7 +507,7 @@ def test_every_model_declares_family_and_canonical_type() -> None:
 
 # --- property: course events round-trip their ids ----------------------------------------
 
-ids = st.integers(min_value=0, max_value=2**53)
+ids = st.integers(min_value=1, max_value=MAX_ID)
 
 
 @settings(max_examples=200, deadline=None, database=None)

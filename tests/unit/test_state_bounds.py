@@ -17,7 +17,7 @@ from streams import topics
 from streams.state import common
 from streams.state.catalog import CourseEntry, apply_course_event, merge_courses
 from streams.state.codec import decode_course, decode_learner, encode_course, encode_learner
-from streams.state.common import RECENT_IDS, Meta, Output, meta_of
+from streams.state.common import RECENT_IDS, Applied, Meta, Output, meta_of
 from streams.state.links import (
     MAX_LINKS_KEPT,
     LinkState,
@@ -253,3 +253,14 @@ def test_ranks_survive_the_codec() -> None:
     assert entry.published is not None and entry.published.rank == 2
     assert decode_course(encode_course(entry)).published == entry.published
     assert meta_of(_id(0), "2022-07-13T12:00:00Z").rank == 0
+
+
+def test_ids_that_differ_only_at_the_end_are_told_apart() -> None:
+    # Ids from other producers need not be random (a link request's edume-event-id).
+    applied = Applied()
+    applied.note("req-2026-12-06-000001")
+    assert not applied.seen("req-2026-12-06-000002")
+    assert applied.seen("req-2026-12-06-000001")
+    padded = Applied()
+    padded.note("0" * 63 + "1")
+    assert not padded.seen("0" * 63 + "2")

@@ -294,7 +294,8 @@ def test_due_reminders_fire_once_from_the_stored_state() -> None:
     assert [orjson.loads(o.value)["reason"] for o in step.outputs] == ["assignment"]
     due = proc.due["42"]
     proc.due.clear()
-    proc.index_reminders(store.items())  # as after a recovery
+    proc.index_reminders([(k, partition_for(k.encode(), 8), v)  # as after a recovery
+                          for k, v in store.items()])
     assert proc.due == {"42": due}
     assert proc.fire_reminders(["42"], store.load, due - 1).outputs == []
     fired = proc.fire_reminders(["42"], store.load, due)
