@@ -68,16 +68,16 @@ from streams.admin import (
 )
 from streams.clock import MAX_CLOCK_SKEW_S, rfc3339, timestamp_skew
 from streams.errors import BrokerUnavailable, EdumeStreamsError, MalformedJSON
-from streams.headers import DLQ_REASON, DLQ_SOURCE, EVENT_ID, EVENT_TYPE, RECEIVED_AT
+from streams.headers import DLQ_REASON, DLQ_SOURCE, EVENT_ID, EVENT_TYPE, RECEIVED_AT, Headers
 from streams.jsjson import DEFAULT_MAX_DEPTH, canonical
-from streams.publisher import Headers, Publisher
+from streams.publisher import Publisher
+from streams.records import InRecord, Layout, OutRecord
 from streams.settings import Settings
 from streams.state.common import UnusableEvent, derived_id
 from streams.state.links import read_request, request_id
 from streams.state.policies import parse_policy_record
 from streams.validation import summarise_validation
-from streams.worker.processing import Webhook, event_id_of, read_webhook
-from streams.worker.records import InRecord, Layout, OutRecord
+from streams.webhooks import Webhook, event_id_of, read_webhook
 
 log = logging.getLogger(__name__)
 

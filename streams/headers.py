@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
+Headers = list[tuple[str, str | bytes | None]]
+"""A record's headers as the producers take them: (name, value) pairs, in order."""
+
 EVENT_ID: Final = "edume-event-id"
 """Lowercase hex SHA-256: of the webhook's JSON.stringify form, or derived from a record's
 cause for what a worker produces; consumers drop repeats by it."""

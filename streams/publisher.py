@@ -36,13 +36,12 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streams.errors import BrokerUnavailable, ConfigurationError, PublishError, RecordRefused
+from streams.headers import Headers
 from streams.kafka_clients import client_config, refusal
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 rdkafka_log = logging.getLogger("streams.librdkafka")
-
-Headers = list[tuple[str, str | bytes | None]]
 
 
 PERMANENT_ERRORS: frozenset[int] = frozenset({

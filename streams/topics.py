@@ -165,3 +165,11 @@ EVENT_TOPIC_BY_FAMILY: dict[Family, str] = {"course": COURSE_EVENTS, "learner": 
 def prefixed(name: str, prefix: str) -> str:
     """The topic's name on the broker: ``TOPIC_PREFIX`` + the contract name."""
     return f"{prefix}{name}"
+
+
+COPARTITIONED = (
+    (COURSE_EVENTS, COURSE_REKEY, CATALOG_CHANGELOG),
+    (LEARNER_EVENTS, LEARNER_REKEY, PROGRESS_CHANGELOG),
+    (LINK_REQUESTS, LINK_ISSUE, LINK_REKEY, LINKS_CHANGELOG),
+)
+"""Topics whose partition p must live together: a key's events and its table partition."""

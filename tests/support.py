@@ -20,10 +20,11 @@ import uvicorn
 
 from streams.admin import ensure_topics, partitions_of
 from streams.broker import free_port
+from streams.headers import Headers
 from streams.ingress.app import Ingress
 from streams.ingress.server import uvicorn_config
 from streams.kafka_clients import KafkaConnection, aio_consumer
-from streams.publisher import Delivery, Headers
+from streams.publisher import Delivery
 from streams.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"

@@ -22,13 +22,13 @@ from schemas import WEBHOOK_ADAPTER, canonical_type
 from streams import topics
 from streams.clock import Rfc3339Clock, timestamp_skew
 from streams.errors import BrokerUnavailable, PublishError, VerificationError
-from streams.headers import DLQ_REASON, EVENT_ID, EVENT_TYPE, RECEIVED_AT
+from streams.headers import DLQ_REASON, EVENT_ID, EVENT_TYPE, RECEIVED_AT, Headers
 from streams.ingress.deadline import Expiry
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
 from streams.ingress.openapi import ALLOWED_METHODS, GET_PATHS, WEBHOOK_PATH, openapi_document
 from streams.metrics import CONTENT_TYPE
-from streams.publisher import Delivery, Headers, Publisher
+from streams.publisher import Delivery, Publisher
 from streams.settings import Settings
 from streams.signing import WebhookVerifier
 from streams.validation import summarise_validation

@@ -40,6 +40,7 @@ from faust.types import TP
 from streams import topics
 from streams.kafka_clients import faust_credentials
 from streams.publisher import Publisher
+from streams.records import InRecord, Layout, OutRecord, dead_letter
 from streams.settings import Settings, parse_bootstrap
 from streams.worker.health import Backoff, RecentRefusals, StallDetector, supervise
 from streams.worker.metrics import WorkerMetrics
@@ -52,7 +53,6 @@ from streams.worker.processing import (
     Step,
     check_policies,
 )
-from streams.worker.records import InRecord, Layout, OutRecord, dead_letter
 from streams.worker.replica import Replica
 from streams.worker.sink import Refusal, Sink
 from streams.worker.tables import StateTable

@@ -13,8 +13,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from streams import metrics
+from streams.records import OutRecord
 from streams.worker.processing import Step
-from streams.worker.records import OutRecord
 
 if TYPE_CHECKING:
     from streams.worker.app import Worker

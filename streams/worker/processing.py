@@ -21,18 +21,16 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 from pydantic import ValidationError
 
-from schemas import WEBHOOK_ADAPTER, canonical_type
 from schemas.common import Family
 from schemas.outputs import LinkIssue, LinkRequest
 from streams import headers, topics
-from streams.clock import MAX_CLOCK_SKEW_S, future_skew, rfc3339
-from streams.errors import EdumeStreamsError
-from streams.jsjson import canonical
+from streams.clock import MAX_CLOCK_SKEW_S, rfc3339
+from streams.records import InRecord, Layout, OutRecord, dead_letter, partition_for
 from streams.state.catalog import CatalogView, CourseEntry, CourseEvent, apply_course_event
 from streams.state.codec import (
     decode_course,
@@ -41,7 +39,7 @@ from streams.state.codec import (
     encode_learner,
     next_reminder_due,
 )
-from streams.state.common import Meta, Output, UnusableEvent, meta_of
+from streams.state.common import Meta, Output, UnusableEvent
 from streams.state.links import (
     LinkState,
     decide_link,
@@ -59,8 +57,7 @@ from streams.state.links import (
 from streams.state.mandatory import learner_step
 from streams.state.policies import PolicyBook, parse_policy_record
 from streams.state.progress import LearnerEvent, LearnerState
-from streams.validation import summarise_validation
-from streams.worker.records import InRecord, Layout, OutRecord, dead_letter, partition_for
+from streams.webhooks import Webhook, read_webhook, reason_kind
 from streams.worker.reminders import ReminderIndex
 
 S = TypeVar("S")
@@ -76,15 +73,6 @@ class ReplicaView(Protocol):
 
     @property
     def catalog(self) -> CatalogView: ...
-
-
-class Webhook(NamedTuple):
-    """A usable event: its model, its key and what the reducers need to know of it."""
-
-    event: Any
-    key: str
-    meta: Meta
-    record: InRecord
 
 
 @dataclass
@@ -112,78 +100,6 @@ class Step:
         outputs = self.outputs
         for index in range(since, len(outputs)):
             outputs[index] = outputs[index]._replace(cause=cause)
-
-
-def _reason_kind(reason: str) -> str:
-    """A short label for metrics: the reason's first words, never data from the record."""
-    for kind in ("not JSON", "unknown type", "does not match", "clock skew", "timestamp",
-                 "tombstone", "family", "key", "value"):
-        if kind in reason:
-            return kind.replace(" ", "_")
-    return "other"
-
-
-def event_id_of(value: bytes) -> str:
-    """The ingress's event id of a webhook that came without one (another producer): SHA-256
-    of its JSON.stringify form."""
-    try:
-        return hashlib.sha256(canonical(value)[1]).hexdigest()
-    except EdumeStreamsError:
-        return hashlib.sha256(value).hexdigest()
-
-
-def read_webhook(record: InRecord, family: Family, layout: Layout, *,
-                 max_skew_s: float = MAX_CLOCK_SKEW_S) -> Webhook | OutRecord:
-    """The record as a usable event of ``family``, or what to write instead of applying it
-    (a dead letter, or the record re-keyed). An event stamped more than ``max_skew_s``
-    after its receipt (``InRecord.received_at_us``) is a dead letter, as at the ingress:
-    records written by other producers or replayed pass here without the ingress's check."""
-    dlq = layout.name(topics.STREAMS_DLQ)
-    value = record.value
-    if value is None:
-        return dead_letter(record, "a tombstone (no value) on an event topic", dlq)
-    try:
-        event = WEBHOOK_ADAPTER.validate_json(value)
-    except ValidationError as exc:
-        return dead_letter(record, _why_not_a_webhook(exc, value), dlq)
-    if event.FAMILY != family:
-        return dead_letter(record, f"a {event.FAMILY} event on the {family} family topic", dlq)
-    key = str(event.routing_id)
-    key_bytes = key.encode()
-    home = layout.name(topics.EVENT_TOPIC_BY_FAMILY[family])
-    expected = partition_for(key_bytes, layout.partitions[home])
-    if record.key != key_bytes or record.partition != expected:
-        rekey = layout.name(REKEY_TOPIC[family])
-        if record.topic == rekey:
-            return dead_letter(record, "a key or partition the re-keying topic cannot hold", dlq)
-        return OutRecord(rekey, expected, key_bytes, value, list(record.headers))
-    try:
-        meta = meta_of(record.event_id() or event_id_of(value), event.timestamp)
-    except UnusableEvent as exc:
-        return dead_letter(record, str(exc), dlq)
-    received_us = record.received_at_us()
-    skew = None if received_us is None else future_skew(meta.ts, received_us, max_skew_s)
-    if skew is not None:
-        return dead_letter(record, skew, dlq)
-    return Webhook(event, key, meta, record)
-
-
-REKEY_TOPIC: dict[Family, str] = {"course": topics.COURSE_REKEY, "learner": topics.LEARNER_REKEY}
-
-
-def _why_not_a_webhook(exc: ValidationError, value: bytes) -> str:
-    try:
-        document = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return "not JSON"
-    if not isinstance(document, dict):
-        return "not a JSON object"
-    received = document.get("type")
-    canonical_name = canonical_type(received)
-    if canonical_name is None:
-        shown = received[:100] if isinstance(received, str) else "missing or not a string"
-        return f"unknown type {shown!r}"
-    return f"{canonical_name} does not match its schema: {summarise_validation(exc, document)}"
 
 
 def out_record(layout: Layout, output: Output, received_at: bytes) -> OutRecord:
@@ -238,7 +154,7 @@ class _KeyedProcessor(Generic[S]):
                 if read.topic == self.dlq:
                     reason = dict(read.headers)[headers.DLQ_REASON]
                     text = reason.decode() if isinstance(reason, bytes) else str(reason)
-                    step.dead[_reason_kind(text)] += 1
+                    step.dead[reason_kind(text)] += 1
                 else:
                     step.rekeyed += 1
                 step.outputs.append(read._replace(cause=index))
@@ -384,7 +300,7 @@ def check_policies(records: Sequence[InRecord], layout: Layout) -> Step:
             parse_policy_record(record.key, record.value)
         except UnusableEvent as exc:
             step.outputs.append(dead_letter(record, str(exc), dlq)._replace(cause=index))
-            step.dead[_reason_kind(str(exc))] += 1
+            step.dead[reason_kind(str(exc))] += 1
         else:
             step.applied[topics.TRAINING_POLICIES] += 1
     return step
@@ -520,7 +436,7 @@ class LinkProcessor:
 
     def _dead(self, record: InRecord, reason: str, step: Step) -> None:
         step.outputs.append(dead_letter(record, reason, self.dlq))
-        step.dead[_reason_kind(reason)] += 1
+        step.dead[reason_kind(reason)] += 1
 
     def _misplaced(self, record: InRecord, key: str) -> int | None:
         """The partition ``key`` belongs on, when the record is not there under that key."""

@@ -20,8 +20,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, MutableMapping
 
+from streams.records import partition_for
 from streams.state.codec import next_reminder_due
-from streams.worker.records import partition_for
 
 COMPACT_MIN = 4096
 """Stale heap entries tolerated whatever the index's size, before a rebuild of the heaps."""

@@ -38,13 +38,13 @@ from streams import headers, topics
 from streams.admin import drop_reached
 from streams.clock import MAX_CLOCK_SKEW_S, future_skew
 from streams.kafka_clients import KafkaConnection, aio_consumer
+from streams.records import Layout, received_at_us
 from streams.state.catalog import CourseEntry, CourseEvent, apply_course_event, merge_courses
 from streams.state.codec import decode_course
 from streams.state.common import UnusableEvent, meta_of
 from streams.state.policies import PolicyBook, parse_policy_record
+from streams.webhooks import event_id_of
 from streams.worker.health import Backoff, supervise
-from streams.worker.processing import event_id_of
-from streams.worker.records import Layout, received_at_us
 
 log = logging.getLogger(__name__)
 

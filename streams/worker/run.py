@@ -21,19 +21,11 @@ from mode import Service
 from streams import topics
 from streams.admin import ensure_topics, topic_partitions
 from streams.errors import ConfigurationError
+from streams.records import Layout
 from streams.runtime import run, tune_gc
 from streams.settings import Settings
-from streams.worker.records import Layout
 
 log = logging.getLogger(__name__)
-
-COPARTITIONED = (
-    (topics.COURSE_EVENTS, topics.COURSE_REKEY, topics.CATALOG_CHANGELOG),
-    (topics.LEARNER_EVENTS, topics.LEARNER_REKEY, topics.PROGRESS_CHANGELOG),
-    (topics.LINK_REQUESTS, topics.LINK_ISSUE, topics.LINK_REKEY, topics.LINKS_CHANGELOG),
-)
-"""Topics whose partition p must live together: a key's events and its table partition."""
-
 
 async def prepare_layout(settings: Settings) -> Layout:
     """Create the workers' internal topics if missing, and read every partition count.
@@ -55,7 +47,7 @@ async def prepare_layout(settings: Settings) -> Layout:
             "create them with `edume-streams topics create`"
         )
     layout = Layout(prefix, counts)
-    for group in COPARTITIONED:
+    for group in topics.COPARTITIONED:
         found = {layout.name(name): layout.count(name) for name in group}
         if len(set(found.values())) != 1:
             shown = ", ".join(f"{n} has {c}" for n, c in found.items())

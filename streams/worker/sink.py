@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 from streams.errors import PublishError
 from streams.publisher import Delivery, Publisher
+from streams.records import OutRecord
 from streams.worker.health import Backoff
-from streams.worker.records import OutRecord
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from schemas.common import MAX_EXTERNAL_ID
+from streams.records import partition_for
 from streams.state.codec import decode_course, decode_learner
 from streams.state.links import LinkState, decode_links
 from streams.state.mandatory import gate
@@ -32,7 +33,6 @@ from streams.worker.openapi import (
     PROGRESS_PATH,
     worker_openapi_document,
 )
-from streams.worker.records import partition_for
 from streams.worker.tables import StateTable
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 from streams import headers, topics
 from streams.broker import EmbeddedBroker
 from streams.jsjson import canonical
-from streams.worker.records import InRecord, dead_letter, partition_for
+from streams.records import InRecord, dead_letter, partition_for
 from tests.support import FIXTURES, RunningIngress, read_topic
 
 pytestmark = pytest.mark.integration

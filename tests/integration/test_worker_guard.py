@@ -17,8 +17,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from streams import topics
 from streams.admin import ensure_topics
 from streams.broker import EmbeddedBroker
+from streams.records import partition_for
 from streams.worker.app import APP_NAME
-from streams.worker.records import partition_for
 from tests.worker_support import (
     Event,
     WorkerProcess,

@@ -20,7 +20,7 @@ from schemas.outputs import TrainingPolicy
 from streams import headers, topics
 from streams.admin import admin_client, ensure_topics
 from streams.policy import write_policy
-from streams.worker.records import partition_for
+from streams.records import partition_for
 from tests.apache_kafka import KafkaCluster
 from tests.integration.test_kafka_log_ends import transactional
 from tests.support import make_settings, read_topic

@@ -36,6 +36,7 @@ from streams.ingress.openapi import ALLOWED_METHODS
 from streams.settings import ENV_VARS, Settings
 from streams.topics import (
     CATALOG,
+    COPARTITIONED,
     EVENT_TOPIC_BY_FAMILY,
     TRAINING_POLICIES,
     WEBHOOKS_DLQ,
@@ -43,7 +44,6 @@ from streams.topics import (
 )
 from streams.worker.app import APP_NAME
 from streams.worker.openapi import worker_openapi_document
-from streams.worker.run import COPARTITIONED
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

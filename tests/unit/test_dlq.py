@@ -25,9 +25,9 @@ from streams.dlq import (
     parse_time,
 )
 from streams.jsjson import canonical
+from streams.records import InRecord, Layout, dead_letter, partition_for
 from streams.settings import Settings
-from streams.worker.processing import Webhook, read_webhook
-from streams.worker.records import InRecord, Layout, dead_letter, partition_for
+from streams.webhooks import Webhook, read_webhook
 from tests.support import FIXTURES, SECRET, ingress_publishes, manifest
 
 PREFIX = "p."

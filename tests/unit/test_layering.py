@@ -31,3 +31,48 @@ def test_only_the_ingress_and_the_command_line_import_the_ingress() -> None:
         assert not any(
             n == "streams.ingress" or n.startswith("streams.ingress.") for n in imported
         ), relative
+
+
+PURE_CORE = ("state", "signing.py", "jsjson.py")
+"""The rules themselves: what the reducers, the link signer and the JSON.stringify form
+compute depends on the events alone, so none of them may reach a broker or the network."""
+IO_LIBRARIES = ("aiokafka", "confluent_kafka", "faust", "mode", "aiohttp", "starlette",
+                "uvicorn", "granian", "httpx", "requests", "kafka", "urllib.request",
+                "socket", "asyncio", "streams.worker", "streams.ingress", "streams.publisher",
+                "streams.kafka_clients", "streams.admin", "streams.broker")
+
+
+def _pure_sources() -> list[Path]:
+    sources = [p for name in PURE_CORE for p in
+               ((PACKAGE / name).rglob("*.py") if (PACKAGE / name).is_dir()
+                else [PACKAGE / name])]
+    schemas_package = PACKAGE.parent / "schemas"
+    return sources + sorted(schemas_package.rglob("*.py"))
+
+
+def test_the_pure_core_imports_no_kafka_faust_or_http_library() -> None:
+    sources = _pure_sources()
+    assert len(sources) > 10
+    for source in sources:
+        for name in imported_modules(source):
+            assert not any(name == lib or name.startswith(lib + ".") for lib in IO_LIBRARIES), (
+                f"{source.relative_to(PACKAGE.parent)} imports {name}")
+
+
+def test_the_layering_check_catches_an_import(tmp_path: Path) -> None:
+    source = tmp_path / "x.py"
+    source.write_text("from aiokafka.partitioner import murmur2\nimport faust\n")
+    assert {"aiokafka.partitioner", "faust"} <= imported_modules(source)
+
+
+def test_only_the_worker_and_the_command_line_import_the_worker() -> None:
+    """Operator tools (``dlq``, ``docs_gen``, ``policy``, ...) use the core: generating the
+    docs or replaying a dead letter loads no Faust."""
+    for source in PACKAGE.rglob("*.py"):
+        relative = source.relative_to(PACKAGE)
+        if relative.parts[0] == "worker" or str(relative) in COMMAND_LINE:
+            continue
+        imported = imported_modules(source)
+        assert not any(
+            n == "streams.worker" or n.startswith("streams.worker.") for n in imported
+        ), relative

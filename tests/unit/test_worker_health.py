@@ -22,6 +22,7 @@ from streams import headers, topics
 from streams.errors import BrokerUnavailable, PublishError, RecordRefused
 from streams.kafka_clients import KafkaConnection
 from streams.publisher import Delivery, Publisher, record_error
+from streams.records import InRecord, Layout, OutRecord
 from streams.settings import Settings
 from streams.state.catalog import CourseEntry
 from streams.state.codec import encode_course
@@ -34,7 +35,6 @@ from streams.worker.processing import (
     check_policies,
     record_age_ms,
 )
-from streams.worker.records import InRecord, Layout, OutRecord
 from streams.worker.replica import Replica, _at_highwater
 from streams.worker.run import data_directory
 from streams.worker.sink import Sink

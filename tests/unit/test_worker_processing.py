@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from streams import headers, topics
+from streams.records import InRecord, Layout, partition_for
 from streams.state.catalog import CourseEntry
 from streams.state.codec import decode_course, decode_learner
 from streams.state.policies import Policy, PolicyBook
@@ -20,7 +21,6 @@ from streams.worker.processing import (
     LinkProcessor,
     check_policies,
 )
-from streams.worker.records import InRecord, Layout, partition_for
 from tests.support import FIXTURES, compact, manifest
 
 LAYOUT = Layout.from_catalog("p.")

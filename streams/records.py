@@ -18,7 +18,7 @@ from aiokafka.partitioner import murmur2
 
 from streams import headers, topics
 from streams.clock import rfc3339
-from streams.publisher import Headers
+from streams.headers import Headers
 from streams.state.common import UnusableEvent, derived_id, parse_timestamp
 
 _EVENT_ID = re.compile(rb"[0-9a-f]{64}")
