@@ -43,16 +43,9 @@ from streams.publisher import Publisher
 from streams.records import InRecord, Layout, OutRecord, dead_letter
 from streams.settings import Settings, parse_bootstrap
 from streams.worker.health import Backoff, RecentRefusals, StallDetector, supervise
+from streams.worker.links import CATALOG_BUILD_WAIT_S, CATALOG_GRACE_S, LinkProcessor
 from streams.worker.metrics import WorkerMetrics
-from streams.worker.processing import (
-    CATALOG_BUILD_WAIT_S,
-    CATALOG_GRACE_S,
-    CourseProcessor,
-    LearnerProcessor,
-    LinkProcessor,
-    Step,
-    check_policies,
-)
+from streams.worker.processing import CourseProcessor, LearnerProcessor, Step, check_policies
 from streams.worker.replica import Replica
 from streams.worker.sink import Refusal, Sink
 from streams.worker.tables import StateTable

@@ -29,12 +29,8 @@ from streams.state.codec import encode_course
 from streams.worker import replica as replica_module
 from streams.worker.app import WORKER_PRODUCER_CONFIG, Losses, Worker, wait_for_catalog
 from streams.worker.health import Backoff, RecentRefusals, StallDetector, supervise
-from streams.worker.processing import (
-    CATALOG_BUILD_WAIT_S,
-    CATALOG_GRACE_S,
-    check_policies,
-    record_age_ms,
-)
+from streams.worker.links import CATALOG_BUILD_WAIT_S, CATALOG_GRACE_S, record_age_ms
+from streams.worker.processing import check_policies
 from streams.worker.replica import Replica, _at_highwater
 from streams.worker.run import data_directory
 from streams.worker.sink import Sink

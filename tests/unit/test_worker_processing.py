@@ -15,10 +15,10 @@ from streams.records import InRecord, Layout, partition_for
 from streams.state.catalog import CourseEntry
 from streams.state.codec import decode_course, decode_learner
 from streams.state.policies import Policy, PolicyBook
+from streams.worker.links import LinkProcessor
 from streams.worker.processing import (
     CourseProcessor,
     LearnerProcessor,
-    LinkProcessor,
     check_policies,
 )
 from tests.support import FIXTURES, compact, manifest
