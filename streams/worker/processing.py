@@ -3,8 +3,10 @@
 A processor reads a batch, folds each usable record into its key's state with the pure
 reducers, and answers what to write: dead letters, re-keyed records, the records the
 reducers decided, and the new state of every key that changed (encoded, for the table
-and its changelog). It writes nothing itself, so a failure half-way leaves no trace; the
-shell writes the records first, then the states, then acknowledges the batch.
+and its changelog). It sends nothing to Kafka and changes no table, so a failure half-way
+leaves no trace there; the shell writes the records first, then the states, then
+acknowledges the batch. The one thing a processor keeps is the learner processor's
+reminder index: when each learner state it encoded next has a reminder due.
 
 Records are checked before they are used:
 - not an eduMe webhook of this topic's family (not JSON, unknown type, wrong shape, a
