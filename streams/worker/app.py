@@ -243,7 +243,7 @@ class Worker:
         self._done_offset: dict[tuple[str, int], int] = {}
         """Per input partition, the offset after the last record processed and written."""
         self._input_topics = {layout.name(t) for t in INPUT_TOPICS}
-        self.metrics = WorkerMetrics(self)
+        self.metrics = WorkerMetrics(self, self.app.sensors)
         self.app.on_input_redelivered = self.metrics.skipped.inc
         self._done_generation = -1
         self._define_agents()
@@ -684,6 +684,12 @@ class Worker:
             if end is not None and position is not None and position < end:
                 return True
         return False
+
+    def table_sizes(self) -> dict[str, int]:
+        return {t.name: len(t) for t in (self.catalog, self.progress, self.links_table)}
+
+    def replica_sizes(self) -> tuple[int, int]:
+        return len(self.replica.catalog), len(self.replica.policies)
 
     def recovery_seconds(self) -> float:
         """How long the last recovery of the tables took (0 before one finished)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from faust.sensors import Sensor
 from prometheus_client import Counter, Histogram
@@ -16,8 +16,25 @@ from streams import metrics
 from streams.records import OutRecord
 from streams.worker.processing import Step
 
-if TYPE_CHECKING:
-    from streams.worker.app import Worker
+
+class Figures(Protocol):
+    """What the worker's live gauges read when scraped."""
+
+    def ready(self) -> bool: ...
+
+    def lag(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, records behind) per assigned input partition."""
+        ...
+
+    def table_sizes(self) -> dict[str, int]:
+        """Keys held in memory, by table name."""
+        ...
+
+    def replica_sizes(self) -> tuple[int, int]:
+        """Courses and policies in the worker's copy."""
+        ...
+
+    def recovery_seconds(self) -> float: ...
 
 TASKS = ("replica", "reminders", "stall-check", "courses", "learners", "policies", "links")
 """What ``edume_worker_task_restarts_total`` counts, each shown from the start (at 0)."""
@@ -46,15 +63,16 @@ class _Rebalances(Sensor):
 class _Live(Collector):
     """Figures read when scraped: lag per input partition, table sizes, readiness."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, figures: Figures, rebalances: _Rebalances) -> None:
+        self.figures = figures
+        self.rebalances = rebalances
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """The families' names only: asked at registration, before the worker runs."""
         return iter(())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        w = self.worker
+        w = self.figures
         ready = GaugeMetricFamily("edume_worker_ready", "1 when /readyz answers 200.")
         ready.add_metric([], 1.0 if w.ready() else 0.0)
         yield ready
@@ -70,16 +88,17 @@ class _Live(Collector):
         yield lag
         size = GaugeMetricFamily("edume_worker_table_keys", "Keys held in memory, by table.",
                                  labels=["table"])
-        for table in (w.catalog, w.progress, w.links_table):
-            size.add_metric([table.name], float(len(table)))
+        for name, keys in w.table_sizes().items():
+            size.add_metric([name], float(keys))
         yield size
+        held_courses, held_policies = w.replica_sizes()
         courses = GaugeMetricFamily("edume_worker_replica_courses",
                                     "Courses in this worker's copy of the catalog.")
-        courses.add_metric([], float(len(w.replica.catalog)))
+        courses.add_metric([], float(held_courses))
         yield courses
         policies = GaugeMetricFamily("edume_worker_replica_policies",
                                      "Training policies in this worker's copy.")
-        policies.add_metric([], float(len(w.replica.policies)))
+        policies.add_metric([], float(held_policies))
         yield policies
         recovery = GaugeMetricFamily(
             "edume_worker_recovery_seconds",
@@ -91,14 +110,16 @@ class _Live(Collector):
             "edume_worker_rebalance_seconds",
             "How long the last rebalance took, from revocation to consuming again.",
         )
-        rebalance.add_metric([], self.worker.metrics.rebalances.last_s)
+        rebalance.add_metric([], self.rebalances.last_s)
         yield rebalance
 
 
 class WorkerMetrics:
     """One worker's registry; counters bound once, updated once per batch."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, figures: Figures, sensors: Any) -> None:
+        """``figures``: read when scraped; ``sensors``: the Faust app's sensor set, which
+        times the rebalances."""
         self.registry = registry = metrics.new_registry()
         self.applied = Counter("edume_worker_events_applied_total",
                                "Events applied to a table, by canonical type.",
@@ -143,8 +164,8 @@ class WorkerMetrics:
         for task in TASKS:
             self.task_restarts.labels(task)
         self.rebalances = _Rebalances()
-        worker.app.sensors.add(self.rebalances)
-        registry.register(_Live(worker))
+        sensors.add(self.rebalances)
+        registry.register(_Live(figures, self.rebalances))
 
     def task_restarted(self, task: str) -> None:
         self.task_restarts.labels(task).inc()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -20,10 +20,12 @@ from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from schemas.common import MAX_EXTERNAL_ID
-from streams.records import partition_for
+from streams.records import Layout, partition_for
+from streams.state.catalog import CatalogView
 from streams.state.codec import decode_course, decode_learner
 from streams.state.links import LinkState, decode_links
 from streams.state.mandatory import gate
+from streams.state.policies import PolicyBook
 from streams.worker.openapi import (
     COURSE_PATH,
     EXTERNAL_LINKS_PATH,
@@ -35,8 +37,43 @@ from streams.worker.openapi import (
 )
 from streams.worker.tables import StateTable
 
-if TYPE_CHECKING:
-    from streams.worker.app import Worker
+
+class Replica(Protocol):
+    @property
+    def policies(self) -> PolicyBook: ...
+
+    @property
+    def catalog(self) -> CatalogView: ...
+
+
+class Metrics(Protocol):
+    def render(self) -> bytes: ...
+
+
+class Worker(Protocol):
+    """What the query API needs of a worker: its Faust app (web server, assignment, HTTP
+    client), its tables, its copy of the catalog and policies, its health and metrics."""
+
+    app: Any
+    layout: Layout
+    catalog: StateTable
+    progress: StateTable
+    links_table: StateTable
+
+    @property
+    def replica(self) -> Replica: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def not_ready_reason(self) -> str | None: ...
+
+    def degraded(self) -> str | None: ...
+
+    def stalled(self) -> str | None: ...
 
 ROUTED_HEADER = "X-Edume-Routed-By"
 """Set on a forwarded request: the receiver answers it itself or says it cannot, never

@@ -76,3 +76,12 @@ def test_only_the_worker_and_the_command_line_import_the_worker() -> None:
         assert not any(
             n == "streams.worker" or n.startswith("streams.worker.") for n in imported
         ), relative
+
+
+def test_the_worker_s_parts_do_not_import_its_shell() -> None:
+    """``metrics`` and ``web`` take narrow interfaces (protocols) rather than ``Worker``: no
+    import circle, not even one only the type checker follows."""
+    for name in ("metrics.py", "web.py", "processing.py", "links.py", "health.py",
+                 "reminders.py", "sink.py", "tables.py", "replica.py", "transport.py"):
+        imported = imported_modules(PACKAGE / "worker" / name)
+        assert "streams.worker.app" not in imported, name
