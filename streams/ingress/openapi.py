@@ -11,44 +11,29 @@ from __future__ import annotations
 from typing import Any, Final
 
 from schemas import webhook_json_schema
+from streams.openapi import (
+    COMPONENTS,
+    READ_ONLY,
+    json_answer,
+    json_content,
+    read_only_page,
+)
 from streams.settings import Settings
 
 WEBHOOK_PATH: Final = "/webhooks/edume"
 GET_PATHS: Final = ("/healthz", "/readyz", "/metrics", "/openapi.json")
-_READ_ONLY: Final = "GET, HEAD"
 ALLOWED_METHODS: Final[dict[str, str]] = {
     WEBHOOK_PATH: "POST",
-    **dict.fromkeys(GET_PATHS, _READ_ONLY),
+    **dict.fromkeys(GET_PATHS, READ_ONLY),
 }
 """Path → its ``Allow`` header: any other method on a known path is answered 405."""
 
-_COMPONENTS = "#/components/schemas/"
-_RETRY_AFTER = {
-    "Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}
-}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _response(description: str, schema: str, *, retry: bool = False) -> dict[str, Any]:
-    """A JSON answer of component ``schema``; ``retry``: with a ``Retry-After`` header."""
-    response: dict[str, Any] = {
-        "description": description,
-        "content": _json({"$ref": _COMPONENTS + schema}),
-    }
-    if retry:
-        response["headers"] = _RETRY_AFTER
-    return response
-
-
 def _error(description: str, *, retry: bool = False) -> dict[str, Any]:
-    return _response(description, "Error", retry=retry)
+    return json_answer(description, "Error", retry=retry)
 
 
 def _status(description: str, *, retry: bool = False) -> dict[str, Any]:
-    return _response(description, "Status", retry=retry)
+    return json_answer(description, "Status", retry=retry)
 
 
 def _to_components(node: Any) -> Any:
@@ -56,7 +41,7 @@ def _to_components(node: Any) -> Any:
     if isinstance(node, dict):
         return {
             key: (
-                _COMPONENTS + value[len("#/$defs/"):]
+                COMPONENTS + value[len("#/$defs/"):]
                 if isinstance(value, str) and value.startswith("#/$defs/")
                 else _to_components(value)
             )
@@ -76,16 +61,13 @@ def _webhook_schemas() -> dict[str, Any]:
 
 
 def _get(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "description": f"Other methods: 405 with `Allow: {_READ_ONLY}`.",
-        "get": {"summary": summary, "security": [], "responses": responses},
-    }
+    return read_only_page(summary, responses, security=[])
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The document for this configuration (the body limit is part of the contract)."""
     limit = settings.max_body_bytes
-    accepted = _response(
+    accepted = json_answer(
         "Authentic, and acknowledged by the broker with acks=all. `topic` is the event's "
         "topic; an authentic body whose `type` is unknown, that does not match its "
         "type's schema (ids are integers from 1 to 2^53 - 1), or that is stamped more than "
@@ -149,10 +131,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "the DLQ and answered 202. A body that is not a JSON object is "
                             "answered 400."
                         ),
-                        "content": _json(
+                        "content": json_content(
                             {
                                 "anyOf": [
-                                    {"$ref": _COMPONENTS + "EdumeWebhook"},
+                                    {"$ref": COMPONENTS + "EdumeWebhook"},
                                     {"type": "object"},
                                 ]
                             }
@@ -190,7 +172,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             ),
             "/openapi.json": _get(
                 "This document",
-                {"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}},
+                {"200": {"description": "OpenAPI 3.1",
+                         "content": json_content({"type": "object"})}},
             ),
         },
         "components": {

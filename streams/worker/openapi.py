@@ -22,6 +22,7 @@ from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only 
 
 from schemas.common import MAX_EXTERNAL_ID, Identifier
 from schemas.completion import ScoreBreakdown
+from streams.openapi import COMPONENTS, READ_ONLY, json_answer, read_only_page
 
 COURSE_PATH: Final = "/catalog/courses/{course_id}"
 PROGRESS_PATH: Final = "/learners/{user_id}/progress"
@@ -30,10 +31,8 @@ LINKS_PATH: Final = "/learners/{user_id}/links"
 EXTERNAL_LINKS_PATH: Final = "/links"
 ID_DIGITS: Final = "[0-9]{1,19}"
 """A path id: decimal ASCII digits, as many as a 64-bit id has; anything else is 400."""
-READ_ONLY: Final = "GET, HEAD"
 """The ``Allow`` header of every page: any other method is answered 405."""
 
-_COMPONENTS: Final = "#/components/schemas/"
 _SENT = "as eduMe sent it"
 
 
@@ -189,34 +188,13 @@ def _components() -> dict[str, Any]:
     bodies = (Error, Status, CatalogEntry, Progress, Mandatory, Links)
     _, defs = TypeAdapter.json_schemas(
         [(body.__name__, "serialization", TypeAdapter(body)) for body in bodies],
-        ref_template=_COMPONENTS + "{model}",
+        ref_template=COMPONENTS + "{model}",
         schema_generator=_NoFieldTitles,
     )
     return dict(sorted(defs["$defs"].items()))
 
 
 # ------------------------------------------------------------------------ operations
-
-_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
-
-
-def _answer(description: str, body: str, *, retry: bool = False) -> dict[str, Any]:
-    """A JSON answer of component ``body``; ``retry``: with a ``Retry-After`` header."""
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": _COMPONENTS + body}}},
-    }
-    if retry:
-        answer["headers"] = _RETRY_AFTER
-    return answer
-
-
-def _page(summary: str, responses: dict[str, Any], **operation: Any) -> dict[str, Any]:
-    return {
-        "description": f"Other methods: 405 with `Allow: {READ_ONLY}`.",
-        "get": {"summary": summary, **operation, "responses": responses},
-    }
-
 
 def _path_id(name: str, what: str, examples: dict[str, tuple[int, str]]) -> dict[str, Any]:
     """A path id; ``examples``: name -> (an id of eduMe's documented samples, what it is)."""
@@ -241,13 +219,13 @@ _USER_ID = _path_id("user_id", "eduMe userId", {
 
 
 def _keyed(summary: str, param: dict[str, Any], body: str, missing: str) -> dict[str, Any]:
-    return _page(
+    return read_only_page(
         summary,
         {
-            "200": _answer("found", body),
-            "400": _answer("the id is not a decimal id", "Error"),
-            "404": _answer(missing, "Error"),
-            "503": _answer("the workers are rebalancing, or the key's owner did not "
+            "200": json_answer("found", body),
+            "400": json_answer("the id is not a decimal id", "Error"),
+            "404": json_answer(missing, "Error"),
+            "503": json_answer("the workers are rebalancing, or the key's owner did not "
                            "answer; retry", "Error", retry=True),
         },
         description="Answered by any worker: one that does not own the key asks the owner "
@@ -257,7 +235,7 @@ def _keyed(summary: str, param: dict[str, Any], body: str, missing: str) -> dict
 
 
 def worker_openapi_document() -> dict[str, Any]:
-    alive = _answer("the process runs", "Status")
+    alive = json_answer("the process runs", "Status")
     return {
         "openapi": "3.1.0",
         "info": {
@@ -276,14 +254,14 @@ def worker_openapi_document() -> dict[str, Any]:
                                    _USER_ID, "Mandatory", "no event for this learner"),
             LINKS_PATH: _keyed("The seamless links issued to this learner", _USER_ID, "Links",
                                "no event for this learner"),
-            EXTERNAL_LINKS_PATH: _page(
+            EXTERNAL_LINKS_PATH: read_only_page(
                 "The seamless links issued to an external user id (links.* keys)",
                 {
-                    "200": _answer("the links (an empty list for a user never issued one)",
+                    "200": json_answer("the links (an empty list for a user never issued one)",
                                    "Links"),
-                    "400": _answer("externalUserId missing, or longer than "
+                    "400": json_answer("externalUserId missing, or longer than "
                                    f"{MAX_EXTERNAL_ID} characters", "Error"),
-                    "503": _answer("the workers are rebalancing, or the key's owner did "
+                    "503": json_answer("the workers are rebalancing, or the key's owner did "
                                    "not answer; retry", "Error", retry=True),
                 },
                 description="Answered by any worker, like the learner pages.",
@@ -296,26 +274,26 @@ def worker_openapi_document() -> dict[str, Any]:
                                             "value": "e8e6ed1a-b2c0-45a5-8310-5ed1d0948e30"}},
                 }],
             ),
-            "/healthz": _page(
+            "/healthz": read_only_page(
                 "200 while the process lives; 503 once it has stalled for "
                 "WORKER_STALL_TIMEOUT (unready with nothing moving, or input waiting and "
                 "none processed), so that the orchestrator restarts it",
                 {"200": alive,
-                 "503": _answer("stalled: `status` says how", "Status")},
+                 "503": json_answer("stalled: `status` says how", "Status")},
             ),
-            "/readyz": _page(
+            "/readyz": read_only_page(
                 "200 once the tables are recovered and the worker consumes",
-                {"200": _answer("ready", "Status"),
-                 "503": _answer("not ready: `status` says why (recovering, rebalancing, "
+                {"200": json_answer("ready", "Status"),
+                 "503": json_answer("not ready: `status` says why (recovering, rebalancing, "
                                 "reading the catalog and policies)", "Status", retry=True)},
             ),
-            "/metrics": _page("Prometheus text exposition", {"200": {
+            "/metrics": read_only_page("Prometheus text exposition", {"200": {
                 "description": "metrics, text format 0.0.4",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}),
-            "/openapi.json": _page("This document", {"200": {
+            "/openapi.json": read_only_page("This document", {"200": {
                 "description": "OpenAPI 3.1",
                 "content": {"application/json": {"schema": {"type": "object"}}}}}),
-            "/": _page("Faust's own index: 200 while the process runs, as /healthz",
+            "/": read_only_page("Faust's own index: 200 while the process runs, as /healthz",
                        {"200": alive}),
         },
         "components": {"schemas": _components()},
