@@ -48,11 +48,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from confluent_kafka import KafkaException, Producer
 from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
@@ -67,10 +66,10 @@ from streams.admin import (
     topic_partitions,
 )
 from streams.clock import MAX_CLOCK_SKEW_S, rfc3339, timestamp_skew
-from streams.errors import BrokerUnavailable, EdumeStreamsError, MalformedJSON
-from streams.headers import DLQ_REASON, DLQ_SOURCE, EVENT_ID, EVENT_TYPE, RECEIVED_AT, Headers
+from streams.errors import EdumeStreamsError, MalformedJSON
+from streams.headers import DLQ_REASON, DLQ_SOURCE, EVENT_ID, EVENT_TYPE, RECEIVED_AT
 from streams.jsjson import DEFAULT_MAX_DEPTH, canonical
-from streams.publisher import Publisher
+from streams.publisher import SyncWriter
 from streams.records import InRecord, Layout, OutRecord
 from streams.settings import Settings
 from streams.state.common import UnusableEvent, derived_id
@@ -589,7 +588,8 @@ async def replay(
                       max_skew_s=settings.max_clock_skew_s)
     for name in dlq_topics:
         planner.tally(name)
-    writer = None if dry_run else _Writer(settings, timeout_s)
+    writer = None if dry_run else SyncWriter(settings, client_id="edume-streams-dlq-replay",
+                                             timeout_s=timeout_s)
     pending: list[tuple[DeadLetter, Replay]] = []
     async with topic_consumer(kafka, fetch_max_wait_ms=100) as consumer:
         await _assign(consumer, dlq_topics)
@@ -634,47 +634,6 @@ async def _assign(consumer: AIOKafkaConsumer, names: Sequence[str]) -> None:
     tps = await partitions_of(consumer, names)
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
-
-
-class _Writer:
-    """A librdkafka producer configured as the ingress's (acks=all, murmur2 of the key);
-    ``finish`` waits for every acknowledgement and answers the tags of those acknowledged."""
-
-    def __init__(self, settings: Settings, timeout_s: float) -> None:
-        config = Publisher(settings, client_id="edume-streams-dlq-replay", extra_config={
-            "message.timeout.ms": int(timeout_s * 1000),
-        }).config()
-        self._producer = Producer(config)
-        self._timeout_s = timeout_s
-        self._done: set[Any] = set()
-        self.errors: list[str] = []
-
-    def send(self, topic: str, key: bytes, value: bytes, record_headers: RecordHeaders,
-             tag: Any) -> None:
-        def delivered(error: Any, _message: Any) -> None:
-            if error is None:
-                self._done.add(tag)
-            else:
-                self.errors.append(str(error))
-
-        as_sent: Headers = [*record_headers]
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=delivered,
-                                       headers=as_sent)
-                break
-            except BufferError:
-                self._producer.flush(self._timeout_s)
-            except KafkaException as exc:
-                raise BrokerUnavailable(f"the producer refused a record: {exc}") from None
-        self._producer.poll(0)
-
-    def finish(self) -> set[Any]:
-        left = self._producer.flush(self._timeout_s)
-        if left:
-            self.errors.append(f"{left} records not acknowledged in {self._timeout_s:.0f}s")
-        done, self._done = self._done, set()
-        return done
 
 
 def reason_lines(outcome: Outcome, limit: int = 10) -> list[str]:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import KafkaException, Producer
-
 from schemas.outputs import TrainingPolicy
 from streams import headers, topics
 from streams.admin import assign_from_beginning, drop_reached, topic_consumer
 from streams.errors import BrokerUnavailable
-from streams.publisher import Publisher
+from streams.publisher import SyncWriter
 from streams.settings import Settings
 from streams.state.common import UnusableEvent
 from streams.state.policies import Policy, PolicyBook, parse_policy_record
@@ -40,23 +38,12 @@ def write_one(settings: Settings, topic: str, key: bytes, value: bytes | None,
               timeout_s: float = 15.0) -> None:
     """Write one record (murmur2 of its key, ``edume-received-at`` added) and wait for the
     broker's acknowledgement (acks=all); ``BrokerUnavailable`` naming ``what`` if none."""
-    producer = Producer(Publisher(settings, client_id=client_id, extra_config={
-        "message.timeout.ms": int(timeout_s * 1000),
-    }).config())
-    errors: list[str] = []
-
-    def delivered(err: object, _msg: object) -> None:
-        if err is not None:
-            errors.append(str(err))
-
+    writer = SyncWriter(settings, client_id=client_id, timeout_s=timeout_s)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    try:
-        producer.produce(topic, value, key, on_delivery=delivered,
-                         headers=[*record_headers, (headers.RECEIVED_AT, stamp.encode())])
-    except (KafkaException, BufferError) as exc:
-        raise BrokerUnavailable(f"the producer refused {what}: {exc}") from None
-    left = producer.flush(timeout_s)
-    if left or errors:
+    writer.send(topic, key, value, [*record_headers, (headers.RECEIVED_AT, stamp.encode())],
+                tag=key, what=what)
+    if not writer.finish():
+        errors = writer.errors
         reason = errors[0] if errors else "no acknowledgement in time"
         raise BrokerUnavailable(
             f"{what} was not written to {settings.kafka_bootstrap_servers}: {reason}"

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -87,6 +87,81 @@ class Delivery:
         raise NotImplementedError
 
 
+def producer_config(settings: Settings, *, client_id: str, delivery_timeout_s: float,
+                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The librdkafka settings of every producer here (the ingress's, the workers', the
+    commands'): acks=all, Java-compatible partitioning, bounded queues, a record reported
+    within ``delivery_timeout_s``, then ``extra`` over them."""
+    s = settings
+    return {
+        **client_config(s.kafka, "librdkafka"),
+        "client.id": client_id,
+        "acks": "all",
+        "enable.idempotence": s.kafka_enable_idempotence,
+        # Records of a partition stay in order through retries: the idempotent producer
+        # keeps order with up to 5 requests in flight; without it, only one does (and
+        # one request in flight batches best on the embedded broker, measured).
+        "max.in.flight": 5 if s.kafka_enable_idempotence else 1,
+        "partitioner": "murmur2_random",  # murmur2 of the key, as the Java client
+        "linger.ms": s.kafka_linger_ms,
+        "message.max.bytes": max(1_048_576, s.max_body_bytes + 64 * 1024),
+        "message.timeout.ms": int(delivery_timeout_s * 1000),
+        # A produce request the broker cannot acknowledge in time fails while the record
+        # still has time for a retry.
+        "request.timeout.ms": int(max(s.publish_timeout_s, 1.0) * 1000),
+        "retry.backoff.ms": 100,
+        "socket.nagle.disable": True,
+        "queue.buffering.max.messages": 100_000,
+        "queue.buffering.max.kbytes": 256 * 1024,
+        "topic.metadata.refresh.interval.ms": 60_000,
+        "logger": rdkafka_log,
+        **(extra or {}),
+    }
+
+
+class SyncWriter:
+    """A producer for the commands, configured as the ingress's (``producer_config``):
+    ``send`` queues a record, ``finish`` waits for every acknowledgement (acks=all) and
+    answers the tags of the records acknowledged; ``errors`` says why the others were not."""
+
+    def __init__(self, settings: Settings, *, client_id: str, timeout_s: float) -> None:
+        try:
+            self._producer = Producer(producer_config(settings, client_id=client_id,
+                                                      delivery_timeout_s=timeout_s))
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise ConfigurationError(f"cannot configure the Kafka producer: {exc}") from None
+        self._timeout_s = timeout_s
+        self._done: set[Any] = set()
+        self.errors: list[str] = []
+
+    def send(self, topic: str, key: bytes, value: bytes | None,
+             record_headers: Sequence[tuple[str, str | bytes | None]], tag: Any, *,
+             what: str = "a record") -> None:
+        def delivered(error: Any, _message: Any) -> None:
+            if error is None:
+                self._done.add(tag)
+            else:
+                self.errors.append(str(error))
+
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=delivered,
+                                       headers=list(record_headers))
+                break
+            except BufferError:
+                self._producer.flush(self._timeout_s)
+            except KafkaException as exc:
+                raise BrokerUnavailable(f"the producer refused {what}: {exc}") from None
+        self._producer.poll(0)
+
+    def finish(self) -> set[Any]:
+        left = self._producer.flush(self._timeout_s)
+        if left:
+            self.errors.append(f"{left} records not acknowledged in {self._timeout_s:.0f}s")
+        done, self._done = self._done, set()
+        return done
+
+
 class Publisher:
     """Hands records to librdkafka; each record's ``Delivery`` is settled on the loop thread.
 
@@ -141,33 +216,10 @@ class Publisher:
         return max(self._settings.publish_timeout_s * 2, 3.0)
 
     def config(self) -> dict[str, Any]:
-        """The librdkafka settings: acks=all, Java-compatible partitioning, bounded queues,
-        then ``extra_config`` over them."""
-        s = self._settings
-        return {
-            **client_config(s.kafka, "librdkafka"),
-            "client.id": self._client_id,
-            "acks": "all",
-            "enable.idempotence": s.kafka_enable_idempotence,
-            # Records of a partition stay in order through retries: the idempotent producer
-            # keeps order with up to 5 requests in flight; without it, only one does (and
-            # one request in flight batches best on the embedded broker, measured).
-            "max.in.flight": 5 if s.kafka_enable_idempotence else 1,
-            "partitioner": "murmur2_random",  # murmur2 of the key, as the Java client
-            "linger.ms": s.kafka_linger_ms,
-            "message.max.bytes": max(1_048_576, s.max_body_bytes + 64 * 1024),
-            "message.timeout.ms": int(self.delivery_timeout_s * 1000),
-            # A produce request the broker cannot acknowledge in time fails while the record
-            # still has time for a retry.
-            "request.timeout.ms": int(max(s.publish_timeout_s, 1.0) * 1000),
-            "retry.backoff.ms": 100,
-            "socket.nagle.disable": True,
-            "queue.buffering.max.messages": 100_000,
-            "queue.buffering.max.kbytes": 256 * 1024,
-            "topic.metadata.refresh.interval.ms": 60_000,
-            "logger": rdkafka_log,
-            **self._extra_config,
-        }
+        """The librdkafka settings of this publisher's producers (``producer_config``)."""
+        return producer_config(self._settings, client_id=self._client_id,
+                               delivery_timeout_s=self.delivery_timeout_s,
+                               extra=self._extra_config)
 
     async def start(self) -> None:
         """Create the producer (it connects in the background) and start the probe."""

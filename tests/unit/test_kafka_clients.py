@@ -43,19 +43,19 @@ def _constructions(path: Path) -> list[tuple[int, str, ast.Call]]:
 
 
 def _takes_client_config(call: ast.Call) -> bool:
-    """The call's configuration comes from ``client_config`` or ``Publisher.config`` (which
+    """The call's configuration comes from ``client_config`` or ``producer_config`` (which
     starts from it): a ``**client_config(...)`` argument, or a config that a call to one of
     them built."""
     text = ast.unparse(call)
-    return "client_config(" in text or ".config()" in text or "config" in {
+    return "client_config(" in text or "producer_config(" in text or "config" in {
         a.id for a in call.args if isinstance(a, ast.Name)
     }
 
 
 def test_no_kafka_client_is_built_outside_the_factory_without_its_configuration() -> None:
     """A client class constructed in ``streams/`` outside ``streams/kafka_clients.py`` must
-    take a configuration that ``client_config`` built (librdkafka producers take the
-    publisher's ``config()``, which starts from it); aiokafka clients and Faust apps are
+    take a configuration that ``client_config`` built (librdkafka producers take
+    ``producer_config``, which starts from it); aiokafka clients and Faust apps are
     built only by the factory and ``WorkerApp`` (with ``faust_credentials``)."""
     offenders = []
     for path in sorted((ROOT / "streams").rglob("*.py")):
