@@ -124,7 +124,8 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     commonest reasons records were left on stderr. Exit 0; 2 when the broker cannot be
     reached, a topic is missing, or a write was not acknowledged.
     """
-    from streams.dlq import SOURCES, count_lines, reason_lines, replay
+    from streams.dlq import count_lines, reason_lines, replay
+    from streams.dlq_plan import SOURCES
 
     sources = SOURCES if args.source == "all" else (args.source,)
     outcome = run(replay(settings, sources, dry_run=args.dry_run, since_ms=args.since,
@@ -276,7 +277,7 @@ def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _since(text: str) -> int:
-    from streams.dlq import parse_time
+    from streams.dlq_plan import parse_time
 
     try:
         return parse_time(text)

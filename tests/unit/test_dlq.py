@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from streams import headers, topics
-from streams.dlq import (
+from streams.dlq_plan import (
     DeadLetter,
     Leave,
     Planner,

@@ -18,7 +18,7 @@ from schemas.common import MAX_EXTERNAL_ID, MAX_ID
 from schemas.outputs import LinkIssue, LinkRequest, MandatoryCompleted, TrainingPolicy
 from streams import headers, records, topics
 from streams.clock import MAX_CLOCK_SKEW_S, future_skew, rfc3339
-from streams.dlq import DeadLetter, Leave, Replay, decide_webhook, decide_worker_record
+from streams.dlq_plan import DeadLetter, Leave, Replay, decide_webhook, decide_worker_record
 from streams.errors import ConfigurationError
 from streams.jsjson import canonical
 from streams.kafka_clients import KafkaConnection

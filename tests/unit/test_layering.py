@@ -85,3 +85,9 @@ def test_the_worker_s_parts_do_not_import_its_shell() -> None:
                  "reminders.py", "sink.py", "tables.py", "replica.py", "transport.py"):
         imported = imported_modules(PACKAGE / "worker" / name)
         assert "streams.worker.app" not in imported, name
+
+
+def test_the_dead_letter_planner_reads_and_writes_nothing() -> None:
+    imported = imported_modules(PACKAGE / "dlq_plan.py")
+    assert not any(n == lib or n.startswith(lib + ".")
+                   for n in imported for lib in IO_LIBRARIES), imported
