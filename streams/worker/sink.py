@@ -92,7 +92,6 @@ class Sink:
         self.retry_max_s = retry_max_s
         self.failed = failed or (lambda _kind, _count: None)
         self._sleep = sleep
-        self.retries = 0
 
     async def write(self, records: Sequence[OutRecord]) -> list[Refusal]:
         """Write ``records``; answer those refused for good, by index, in order."""
@@ -123,7 +122,6 @@ class Sink:
             if gave_up:
                 self.failed("permanent", gave_up)
             if again:
-                self.retries += len(again)
                 self.failed("transient", len(again))
                 pause = pauses.next()
                 log.warning("%d of %d records not written (%s); sending them again in %.1fs",
