@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.partitioner import murmur2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, webhook_json_schema
@@ -301,3 +303,19 @@ def test_the_partition_cache_holds_short_keys_only() -> None:
             assert partition_for(key, 8) == partition_for(key, 8) == expected
     info = cache.cache_info()
     assert (info.currsize, info.hits, info.maxsize) == (50, 50, 1 << 17)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80))
+def test_murmur2_is_kafka_s(key: bytes) -> None:
+    assert records.murmur2(key) == murmur2(key) & 0xFFFFFFFF
+
+
+def test_murmur2_of_known_keys() -> None:
+    # Kafka's Java client: Utils.murmur2 of these keys, as signed 32-bit ints.
+    known = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
+             b"a-little-bit-longer-string": -1486304829,
+             b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+             b"abc": 479470107}
+    for key, signed in known.items():
+        assert records.murmur2(key) == signed & 0xFFFFFFFF, key
