@@ -55,7 +55,7 @@ def running(kind: str, workdir: Path) -> Iterator[Any]:
             for node in cluster.members:
                 shutil.rmtree(node.dir / "data", ignore_errors=True)
     else:
-        from streams.broker import EmbeddedBroker
+        from streams.kafka.embedded import EmbeddedBroker
 
         with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
             yield broker
@@ -97,7 +97,7 @@ def wait_for_topics(bootstrap: str, names: Sequence[str], timeout_s: float = 30.
     """Until the broker's metadata lists every topic of ``names`` with a leader on each
     partition (Apache Kafka publishes a created topic to its brokers' metadata a moment
     later; a client asking before is told the topic does not exist). The whole list is
-    asked for, never a topic by name (see ``streams.admin`` on automatic creation)."""
+    asked for, never a topic by name (see ``streams.kafka.admin`` on automatic creation)."""
     import time
 
     from confluent_kafka.admin import AdminClient

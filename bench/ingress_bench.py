@@ -51,8 +51,8 @@ from bench.brokers import (  # noqa: E402
     wait_for_topics,
 )
 from bench.procstats import cpu_seconds, rss_mb, stop, wait_http  # noqa: E402
-from streams.admin import ensure_topics  # noqa: E402
-from streams.broker import free_port  # noqa: E402
+from streams.kafka.admin import ensure_topics  # noqa: E402
+from streams.kafka.embedded import free_port  # noqa: E402
 
 SECRET = "bench-secret"
 CONNECTIONS = 64

@@ -108,10 +108,10 @@ from bench.workloads import (  # noqa: E402
     tenths,
 )
 from streams import topics  # noqa: E402
-from streams.admin import ensure_topics, partitions_of  # noqa: E402
-from streams.broker import free_port  # noqa: E402
-from streams.clock import rfc3339  # noqa: E402
-from streams.topics import TopicSpec  # noqa: E402
+from streams.core.clock import rfc3339  # noqa: E402
+from streams.core.topics import TopicSpec  # noqa: E402
+from streams.kafka.admin import ensure_topics, partitions_of  # noqa: E402
+from streams.kafka.embedded import free_port  # noqa: E402
 
 SECRET = "bench-secret"
 PHASES = ["throughput", "rss", "latency", "links", "link-latency", "restart",
@@ -191,7 +191,7 @@ def count_learner_events() -> Callable[[Any], bytes]:
 def sign_requested_link(r: Any) -> bytes:
     """The plain loop's work per link request: build and sign the link with the same
     function the worker uses."""
-    from streams.signing import build_link, sign_link
+    from streams.core.signing import build_link, sign_link
 
     doc = orjson.loads(r.value)
     url = sign_link(build_link("course", base_url="https://learn.edume.com/e",
@@ -332,8 +332,8 @@ def latency(bootstrap: str, prefix: str, rate: int, seconds: float,
             extra: dict[str, str], log: Path, embedded: bool) -> dict[str, float]:
     """The ingress and a worker; webhooks completing a mandatory course at ``rate``/s."""
     from schemas.outputs import TrainingPolicy
-    from streams.policy import write_policy
     from streams.settings import Settings
+    from streams.tools.policy import write_policy
 
     settings = Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix,
                         kafka_embedded_broker=embedded)
@@ -362,7 +362,7 @@ def latency(bootstrap: str, prefix: str, rate: int, seconds: float,
 async def _post_and_time(bootstrap: str, prefix: str, http_port: int, rate: int,
                          seconds: float) -> dict[str, float]:
     """POST each webhook at its time; time it until its completion record is read."""
-    from streams.signing import sign_webhook
+    from streams.core.signing import sign_webhook
 
     consumer = AIOKafkaConsumer(prefix + "training.mandatory.completed",
                                 bootstrap_servers=bootstrap, group_id=None,
@@ -671,8 +671,8 @@ def onboarding_phase(broker: Any, prefix: str, learners: int, extra: dict[str, s
     assignment links asked for, and the reminder timer's overlap warnings in the
     worker's log (count, longest runtime)."""
     from schemas.outputs import TrainingPolicy
-    from streams.policy import write_policy
     from streams.settings import Settings
+    from streams.tools.policy import write_policy
 
     settings = Settings(kafka_bootstrap_servers=broker.bootstrap, topic_prefix=prefix,
                         kafka_embedded_broker=broker.embedded)

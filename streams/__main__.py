@@ -2,6 +2,6 @@
 
 import sys
 
-from streams.cli import main
+from streams.tools.cli import main
 
 sys.exit(main())

@@ -30,11 +30,11 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from streams.clock import MAX_CLOCK_SKEW_S
-from streams.errors import ConfigurationError
+from streams.core.clock import MAX_CLOCK_SKEW_S
+from streams.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from streams.kafka_clients import KafkaConnection
+    from streams.kafka.clients import KafkaConnection
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -202,7 +202,7 @@ class Settings(BaseModel):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
         "PLAINTEXT"
     )
-    """How every Kafka client of the project connects (``streams.kafka_clients`` turns these
+    """How every Kafka client of the project connects (``streams.kafka.clients`` turns these
     settings into each client library's configuration)."""
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
@@ -362,7 +362,7 @@ class Settings(BaseModel):
     @property
     def kafka(self) -> KafkaConnection:
         """The brokers and how every Kafka client connects to them."""
-        from streams.kafka_clients import KafkaConnection
+        from streams.kafka.clients import KafkaConnection
 
         return KafkaConnection.from_settings(self)
 

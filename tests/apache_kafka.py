@@ -186,7 +186,7 @@ class KafkaCluster:
 
     @property
     def kafka(self):  # type: ignore[no-untyped-def]
-        from streams.kafka_clients import KafkaConnection
+        from streams.kafka.clients import KafkaConnection
 
         return KafkaConnection(self.bootstrap)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.kafka.embedded import EmbeddedBroker
 from tests.apache_kafka import KAFKA_VERSION, KafkaCluster, tools_missing
 from tests.support import RunningIngress, make_settings, serve_ingress
 

@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 import uvicorn
 
-from streams.admin import ensure_topics, partitions_of
-from streams.broker import free_port
-from streams.headers import Headers
+from streams.core.headers import Headers
 from streams.ingress.app import Ingress
 from streams.ingress.server import uvicorn_config
-from streams.kafka_clients import KafkaConnection, aio_consumer
-from streams.publisher import Delivery
+from streams.kafka.admin import ensure_topics, partitions_of
+from streams.kafka.clients import KafkaConnection, aio_consumer
+from streams.kafka.embedded import free_port
+from streams.kafka.publisher import Delivery
 from streams.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
@@ -42,7 +42,7 @@ def sign(body: bytes, secret: str = SECRET) -> str:
 
 
 def compact(raw: bytes) -> bytes:
-    """The single-line form, by the stdlib: an oracle independent of streams.jsjson (valid for
+    """The single-line form, by the stdlib: an oracle independent of streams.core.jsjson (valid for
     the fixtures, which hold no floats that JavaScript and Python print differently)."""
     return json.dumps(json.loads(raw), separators=(",", ":"), ensure_ascii=False).encode()
 

@@ -21,13 +21,13 @@ import aiohttp
 from confluent_kafka import Producer
 
 from schemas import WEBHOOK_ADAPTER
-from streams import headers, topics
-from streams.broker import free_port
-from streams.clock import rfc3339
+from streams.core import headers, topics
+from streams.core.clock import rfc3339
+from streams.core.state.catalog import CourseEntry, apply_course_event
+from streams.core.state.common import meta_of
+from streams.core.state.progress import LearnerState, apply_learner_event
+from streams.kafka.embedded import free_port
 from streams.processes import stop_process
-from streams.state.catalog import CourseEntry, apply_course_event
-from streams.state.common import meta_of
-from streams.state.progress import LearnerState, apply_learner_event
 
 ROOT = Path(__file__).resolve().parents[1]
 

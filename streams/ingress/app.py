@@ -19,19 +19,19 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
-from streams import topics
-from streams.clock import Rfc3339Clock, timestamp_skew
-from streams.errors import BrokerUnavailable, PublishError, VerificationError
-from streams.headers import DLQ_REASON, EVENT_ID, EVENT_TYPE, RECEIVED_AT, Headers
+from streams.core import topics
+from streams.core.clock import Rfc3339Clock, timestamp_skew
+from streams.core.errors import BrokerUnavailable, PublishError, VerificationError
+from streams.core.headers import DLQ_REASON, EVENT_ID, EVENT_TYPE, RECEIVED_AT, Headers
+from streams.core.signing import WebhookVerifier
+from streams.core.validation import summarise_validation
 from streams.ingress.deadline import Expiry
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
 from streams.ingress.openapi import ALLOWED_METHODS, GET_PATHS, WEBHOOK_PATH, openapi_document
+from streams.kafka.publisher import Delivery, Publisher
 from streams.metrics import CONTENT_TYPE
-from streams.publisher import Delivery, Publisher
 from streams.settings import Settings
-from streams.signing import WebhookVerifier
-from streams.validation import summarise_validation
 
 log = logging.getLogger(__name__)
 

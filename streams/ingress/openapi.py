@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from schemas import webhook_json_schema
-from streams.openapi import (
+from streams.core.openapi import (
     COMPONENTS,
     READ_ONLY,
     json_answer,

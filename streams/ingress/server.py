@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import uvicorn
 
-from streams.errors import ConfigurationError
+from streams.core.errors import ConfigurationError
 from streams.ingress.app import Ingress
 from streams.runtime import tune_gc
 from streams.settings import Settings

@@ -37,10 +37,10 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams import topics
-from streams.kafka_clients import faust_credentials
-from streams.publisher import Publisher
-from streams.records import InRecord, Layout, OutRecord, dead_letter
+from streams.core import topics
+from streams.core.records import InRecord, Layout, OutRecord, dead_letter
+from streams.kafka.clients import faust_credentials
+from streams.kafka.publisher import Publisher
 from streams.settings import Settings, parse_bootstrap
 from streams.worker.health import Backoff, RecentRefusals, StallDetector, supervise
 from streams.worker.links import CATALOG_BUILD_WAIT_S, CATALOG_GRACE_S, LinkProcessor

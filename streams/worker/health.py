@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
-from streams.clock import rfc3339
+from streams.core.clock import rfc3339
 
 log = logging.getLogger(__name__)
 

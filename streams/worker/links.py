@@ -13,10 +13,10 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.outputs import LinkIssue, LinkRequest
-from streams import topics
-from streams.clock import rfc3339
-from streams.records import InRecord, Layout, OutRecord, dead_letter, partition_for
-from streams.state.links import (
+from streams.core import topics
+from streams.core.clock import rfc3339
+from streams.core.records import InRecord, Layout, OutRecord, dead_letter, partition_for
+from streams.core.state.links import (
     LinkState,
     decide_link,
     decode_links,
@@ -28,7 +28,7 @@ from streams.state.links import (
     rejection,
     request_id,
 )
-from streams.webhooks import reason_kind
+from streams.core.webhooks import reason_kind
 from streams.worker.processing import Load, ReplicaView, Step, out_record
 
 ReadRequest = LinkRequest | tuple[dict[str, Any], str]

@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from streams import metrics
-from streams.records import OutRecord
+from streams.core.records import OutRecord
 from streams.worker.processing import Step
 
 

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the worker's query API, served at ``/openapi.json``.
 
-The answers' bodies are typed dicts below, one per ``view()`` of ``streams.state``
+The answers' bodies are typed dicts below, one per ``view()`` of ``streams.core.state``
 (``CourseEntry``, ``LearnerState`` and its courses, ``Gate``), turned into JSON Schema by
 pydantic beside the webhook parts they repeat (``Identifier``, ``ScoreBreakdown``). They
 are closed (``additionalProperties: false``) and list every key a view always writes as
@@ -22,7 +22,7 @@ from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only 
 
 from schemas.common import MAX_EXTERNAL_ID, Identifier
 from schemas.completion import ScoreBreakdown
-from streams.openapi import COMPONENTS, READ_ONLY, json_answer, read_only_page
+from streams.core.openapi import COMPONENTS, READ_ONLY, json_answer, read_only_page
 
 COURSE_PATH: Final = "/catalog/courses/{course_id}"
 PROGRESS_PATH: Final = "/learners/{user_id}/progress"

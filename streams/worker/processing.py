@@ -25,26 +25,26 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from schemas.common import Family
-from streams import headers, topics
-from streams.clock import MAX_CLOCK_SKEW_S, rfc3339
-from streams.records import InRecord, Layout, OutRecord, dead_letter, partition_for
-from streams.state.catalog import CatalogView, CourseEntry, CourseEvent, apply_course_event
-from streams.state.codec import (
+from streams.core import headers, topics
+from streams.core.clock import MAX_CLOCK_SKEW_S, rfc3339
+from streams.core.records import InRecord, Layout, OutRecord, dead_letter, partition_for
+from streams.core.state.catalog import CatalogView, CourseEntry, CourseEvent, apply_course_event
+from streams.core.state.codec import (
     decode_course,
     decode_learner,
     encode_course,
     encode_learner,
     next_reminder_due,
 )
-from streams.state.common import Meta, Output, UnusableEvent
-from streams.state.links import (
+from streams.core.state.common import Meta, Output, UnusableEvent
+from streams.core.state.links import (
     due_reminders,
     next_due,
 )
-from streams.state.mandatory import learner_step
-from streams.state.policies import PolicyBook, parse_policy_record
-from streams.state.progress import LearnerEvent, LearnerState
-from streams.webhooks import Webhook, read_webhook, reason_kind
+from streams.core.state.mandatory import learner_step
+from streams.core.state.policies import PolicyBook, parse_policy_record
+from streams.core.state.progress import LearnerEvent, LearnerState
+from streams.core.webhooks import Webhook, read_webhook, reason_kind
 from streams.worker.reminders import ReminderIndex
 
 S = TypeVar("S")

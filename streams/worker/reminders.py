@@ -12,7 +12,7 @@ learners with a reminder pending.
 The index is a mapping ``key -> due`` (microseconds since the epoch): whoever changes a
 state's timers sets or deletes its key. After a rebalance it is cleared and ``load``-ed
 from the stored states, of which it reads only the pending reminders
-(``streams.state.codec.next_reminder_due``), with the partitions the table knows them by.
+(``streams.core.state.codec.next_reminder_due``), with the partitions the table knows them by.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator, MutableMapping
 
-from streams.records import partition_for
-from streams.state.codec import next_reminder_due
+from streams.core.records import partition_for
+from streams.core.state.codec import next_reminder_due
 
 COMPACT_MIN = 4096
 """Stale heap entries tolerated whatever the index's size, before a rebuild of the heaps."""

@@ -34,16 +34,16 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER
-from streams import headers, topics
-from streams.admin import drop_reached
-from streams.clock import MAX_CLOCK_SKEW_S, future_skew
-from streams.kafka_clients import KafkaConnection, aio_consumer
-from streams.records import Layout, received_at_us
-from streams.state.catalog import CourseEntry, CourseEvent, apply_course_event, merge_courses
-from streams.state.codec import decode_course
-from streams.state.common import UnusableEvent, meta_of
-from streams.state.policies import PolicyBook, parse_policy_record
-from streams.webhooks import event_id_of
+from streams.core import headers, topics
+from streams.core.clock import MAX_CLOCK_SKEW_S, future_skew
+from streams.core.records import Layout, received_at_us
+from streams.core.state.catalog import CourseEntry, CourseEvent, apply_course_event, merge_courses
+from streams.core.state.codec import decode_course
+from streams.core.state.common import UnusableEvent, meta_of
+from streams.core.state.policies import PolicyBook, parse_policy_record
+from streams.core.webhooks import event_id_of
+from streams.kafka.admin import drop_reached
+from streams.kafka.clients import KafkaConnection, aio_consumer
 from streams.worker.health import Backoff, supervise
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from typing import Any
 import faust
 from mode import Service
 
-from streams import topics
-from streams.admin import ensure_topics, topic_partitions
-from streams.errors import ConfigurationError
-from streams.records import Layout
+from streams.core import topics
+from streams.core.errors import ConfigurationError
+from streams.core.records import Layout
+from streams.kafka.admin import ensure_topics, topic_partitions
 from streams.runtime import run, tune_gc
 from streams.settings import Settings
 

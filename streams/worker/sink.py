@@ -7,7 +7,7 @@ loop's time per record (measured in the benchmark; see the README).
 
 A batch's records are acknowledged (acks=all) before anything that depends on them
 happens: the records a batch causes before its states are written, its states before its
-input is acknowledged. Failures are of two kinds (``streams.publisher.record_error``):
+input is acknowledged. Failures are of two kinds (``streams.kafka.publisher.record_error``):
 
 - transient (a broker down, a leader moving, a timeout): the record is sent again, with
   the same bytes (so its ``edume-event-id`` is the same), after a pause that doubles from
@@ -26,9 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
-from streams.errors import PublishError
-from streams.publisher import Delivery, Publisher
-from streams.records import OutRecord
+from streams.core.errors import PublishError
+from streams.core.records import OutRecord
+from streams.kafka.publisher import Delivery, Publisher
 from streams.worker.health import Backoff
 
 log = logging.getLogger(__name__)

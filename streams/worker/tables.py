@@ -25,10 +25,10 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from streams.records import OutRecord
-from streams.state.codec import encode_learner
-from streams.state.links import LinkState, encode_links
-from streams.state.progress import CourseProgress, LearnerState
+from streams.core.records import OutRecord
+from streams.core.state.codec import encode_learner
+from streams.core.state.links import LinkState, encode_links
+from streams.core.state.progress import CourseProgress, LearnerState
 
 PACK_MIN = 256
 """Values shorter than this are kept as they are: deflating saves them little."""

@@ -20,12 +20,12 @@ from faust.web import Request, Response, View
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from schemas.common import MAX_EXTERNAL_ID
-from streams.records import Layout, partition_for
-from streams.state.catalog import CatalogView
-from streams.state.codec import decode_course, decode_learner
-from streams.state.links import LinkState, decode_links
-from streams.state.mandatory import gate
-from streams.state.policies import PolicyBook
+from streams.core.records import Layout, partition_for
+from streams.core.state.catalog import CatalogView
+from streams.core.state.codec import decode_course, decode_learner
+from streams.core.state.links import LinkState, decode_links
+from streams.core.state.mandatory import gate
+from streams.core.state.policies import PolicyBook
 from streams.worker.openapi import (
     COURSE_PATH,
     EXTERNAL_LINKS_PATH,

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-import streams.broker as broker_module
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.topics import CATALOG
+import streams.kafka.embedded as broker_module
+from streams.core.topics import CATALOG
+from streams.kafka.admin import ensure_topics
+from streams.kafka.embedded import EmbeddedBroker
 
 
 def test_an_interrupted_start_stops_the_broker(monkeypatch: pytest.MonkeyPatch) -> None:

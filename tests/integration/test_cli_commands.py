@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams import headers, topics
-from streams.broker import EmbeddedBroker
+from streams.core import headers, topics
+from streams.kafka.embedded import EmbeddedBroker
 from tests.support import read_topic
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ async def test_topics_policies_and_a_link_request_from_the_command_line(
 async def test_a_worker_without_its_topics_says_so_and_creates_none(
     each_broker: EmbeddedBroker, prefix: str
 ) -> None:
-    from streams.admin import admin_client
+    from streams.kafka.admin import admin_client
 
     broker = each_broker
     result = cli(broker, prefix, "worker", EDUME_LINK_SECRET="s",

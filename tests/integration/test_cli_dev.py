@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from streams.broker import answers, free_port
+from streams.kafka.embedded import answers, free_port
 from tests.support import FIXTURES, read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,7 +148,7 @@ async def test_every_202_is_on_the_topic_when_sigterm_lands_mid_flood(broker, pr
     every event answered 202 is on its topic."""
     import aiohttp
 
-    from streams.admin import ensure_topics
+    from streams.kafka.admin import ensure_topics
     from tests.support import SECRET, sign
 
     await ensure_topics(broker.kafka, prefix)

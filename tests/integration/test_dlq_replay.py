@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streams import headers, topics
-from streams.broker import EmbeddedBroker
-from streams.jsjson import canonical
-from streams.records import InRecord, dead_letter, partition_for
+from streams.core import headers, topics
+from streams.core.jsjson import canonical
+from streams.core.records import InRecord, dead_letter, partition_for
+from streams.kafka.embedded import EmbeddedBroker
 from tests.support import FIXTURES, RunningIngress, read_topic
 
 pytestmark = pytest.mark.integration

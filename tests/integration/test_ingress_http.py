@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.kafka.embedded import EmbeddedBroker
 from tests.support import (
     BEARER,
     FIXTURES,

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
+from streams.kafka.admin import ensure_topics
+from streams.kafka.embedded import EmbeddedBroker
 from tests.support import FIXTURES, compact, make_settings, read_topic, serve_ingress
 
 LEARNER = "edume.learner.events"

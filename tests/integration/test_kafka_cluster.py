@@ -22,9 +22,9 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from schemas.outputs import TrainingPolicy
-from streams import headers, topics
-from streams.admin import ensure_topics
-from streams.policy import write_policy
+from streams.core import headers, topics
+from streams.kafka.admin import ensure_topics
+from streams.tools.policy import write_policy
 from tests.apache_kafka import KafkaCluster, tools_missing
 from tests.support import RunningIngress, make_settings, read_topic, serve_ingress
 from tests.worker_support import Event, WorkerProcess, eventually, learner_story

@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams import headers, topics
-from streams.admin import ensure_topics
+from streams.core import headers, topics
+from streams.kafka.admin import ensure_topics
 from tests.apache_kafka import KafkaCluster
 from tests.support import read_topic
 from tests.worker_support import WorkerProcess, course_story, publish

@@ -43,12 +43,12 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from streams import topics
-from streams.admin import ensure_topics
-from streams.broker import free_port
+from streams.core import topics
 from streams.ingress.app import Ingress
 from streams.ingress.server import uvicorn_config
-from streams.kafka_clients import KafkaConnection, client_config
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import KafkaConnection, client_config
+from streams.kafka.embedded import free_port
 from tests.apache_kafka import KafkaCluster, tools_missing
 from tests.support import (
     FIXTURES,

@@ -18,8 +18,8 @@ import hypothesis
 import pytest
 import schemathesis
 
-from streams.broker import EmbeddedBroker
 from streams.ingress.openapi import openapi_document
+from streams.kafka.embedded import EmbeddedBroker
 from streams.settings import Settings
 from tests.support import BEARER, RunningIngress, make_settings, serve_ingress
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import NewTopic
 
-from streams import topics
-from streams.admin import admin_client
-from streams.broker import EmbeddedBroker, free_port
+from streams.core import topics
+from streams.kafka.admin import admin_client
+from streams.kafka.embedded import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams import topics
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.records import partition_for
+from streams.core import topics
+from streams.core.records import partition_for
+from streams.kafka.admin import ensure_topics
+from streams.kafka.embedded import EmbeddedBroker
 from streams.worker.app import APP_NAME
 from tests.worker_support import (
     Event,

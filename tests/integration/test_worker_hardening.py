@@ -17,10 +17,10 @@ from aiokafka.admin import NewTopic
 from confluent_kafka import Producer
 
 from schemas.outputs import TrainingPolicy
-from streams import headers, topics
-from streams.admin import admin_client, ensure_topics
-from streams.policy import write_policy
-from streams.records import partition_for
+from streams.core import headers, topics
+from streams.core.records import partition_for
+from streams.kafka.admin import admin_client, ensure_topics
+from streams.tools.policy import write_policy
 from tests.apache_kafka import KafkaCluster
 from tests.integration.test_kafka_log_ends import transactional
 from tests.support import make_settings, read_topic

@@ -13,12 +13,12 @@ import pytest
 from confluent_kafka import Producer
 
 from schemas.outputs import TrainingPolicy
-from streams import headers, topics
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.policy import write_policy
+from streams.core import headers, topics
+from streams.core.signing import build_link, sign_link
+from streams.kafka.admin import ensure_topics
+from streams.kafka.embedded import EmbeddedBroker
 from streams.settings import Settings
-from streams.signing import build_link, sign_link
+from streams.tools.policy import write_policy
 from tests.support import read_topic
 from tests.worker_support import (
     LINK_SECRET,

@@ -22,9 +22,9 @@ import pytest
 import schemathesis
 
 from schemas.outputs import TrainingPolicy
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.policy import write_policy
+from streams.kafka.admin import ensure_topics
+from streams.kafka.embedded import EmbeddedBroker
+from streams.tools.policy import write_policy
 from streams.worker.openapi import (
     COURSE_PATH,
     MANDATORY_PATH,

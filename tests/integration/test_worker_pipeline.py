@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from schemas.outputs import TrainingPolicy
-from streams import headers
-from streams.broker import EmbeddedBroker
-from streams.policy import write_policy
+from streams.core import headers
+from streams.kafka.embedded import EmbeddedBroker
+from streams.tools.policy import write_policy
 from tests.support import FIXTURES, RunningIngress, compact, manifest, read_topic
 from tests.worker_support import Event, WorkerProcess, event, eventually, fold, publish
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from schemas.outputs import TrainingPolicy
-from streams import headers
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.policy import write_policy
+from streams.core import headers
+from streams.kafka.admin import ensure_topics
+from streams.kafka.embedded import EmbeddedBroker
+from streams.tools.policy import write_policy
 from tests.support import make_settings, read_topic
 from tests.worker_support import (
     Event,

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from schemas.outputs import TrainingPolicy
-from streams import headers, topics
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.policy import write_policy
+from streams.core import headers, topics
+from streams.kafka.admin import ensure_topics
+from streams.kafka.embedded import EmbeddedBroker
 from streams.settings import Settings
+from streams.tools.policy import write_policy
 from tests.support import read_topic
 from tests.worker_support import WorkerProcess, course_story, event, eventually, publish
 

@@ -13,8 +13,8 @@ import orjson
 from hypothesis import strategies as st
 
 from schemas import WEBHOOK_ADAPTER
-from streams.state import catalog, progress
-from streams.state.common import Applied, Meta, meta_of, short_id
+from streams.core.state import catalog, progress
+from streams.core.state.common import Applied, Meta, meta_of, short_id
 
 COURSE_ID = 22299
 USER_ID = 10217

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
+from streams.tools.cli import main
 
 
 def test_link_prints_a_url_signed_over_everything_before_sig(

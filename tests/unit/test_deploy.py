@@ -1,11 +1,11 @@
 """The deploy files (deploy/Dockerfile, .dockerignore, deploy/compose.yaml, deploy/nginx.conf,
 deploy/k8s) checked against the code they deploy.
 
-Every expectation comes from the program: the topic catalog (``streams.topics.CATALOG``),
+Every expectation comes from the program: the topic catalog (``streams.core.topics.CATALOG``),
 the environment variables and their defaults (``streams.settings``), the routes the
 ingress and the worker serve (their OpenAPI documents), the command line
-(``streams.cli.build_parser``), the console script (pyproject.toml), and who reads and
-writes each topic (``streams.docs_gen.TOPIC_DOCS``) for the Kafka users' ACLs. The
+(``streams.tools.cli.build_parser``), the console script (pyproject.toml), and who reads and
+writes each topic (``streams.tools.docs_gen.TOPIC_DOCS``) for the Kafka users' ACLs. The
 Kubernetes manifests are rendered with ``kubectl kustomize`` (or ``kustomize``) when one is
 installed; without it the base is read file by file and the overlay checks are skipped.
 """
@@ -29,12 +29,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from streams import k8s_topics
-from streams.cli import build_parser
-from streams.docs_gen import TOPIC_DOCS
-from streams.ingress.openapi import ALLOWED_METHODS
-from streams.settings import ENV_VARS, Settings
-from streams.topics import (
+from streams.core.topics import (
     CATALOG,
     COPARTITIONED,
     EVENT_TOPIC_BY_FAMILY,
@@ -42,6 +37,11 @@ from streams.topics import (
     WEBHOOKS_DLQ,
     prefixed,
 )
+from streams.ingress.openapi import ALLOWED_METHODS
+from streams.settings import ENV_VARS, Settings
+from streams.tools import k8s_topics
+from streams.tools.cli import build_parser
+from streams.tools.docs_gen import TOPIC_DOCS
 from streams.worker.app import APP_NAME
 from streams.worker.openapi import worker_openapi_document
 
@@ -611,7 +611,7 @@ def _component(entry: str) -> str | None:
 @functools.cache
 def topic_use() -> dict[str, dict[str, frozenset[str]]]:
     """Per component, the contract names of the topics it writes and reads, as the table
-    of producers and consumers in ``streams.docs_gen`` says."""
+    of producers and consumers in ``streams.tools.docs_gen`` says."""
     use: dict[str, dict[str, set[str]]] = {c: {"writes": set(), "reads": set()}
                                            for c in (INGRESS, WORKER)}
     for topic, doc in TOPIC_DOCS.items():
@@ -841,7 +841,7 @@ def test_topics_yaml_is_what_the_generator_writes_now() -> None:
     committed = (K8S_BASE / "topics.yaml").read_text()
     assert committed == k8s_topics.render(), (
         "deploy/k8s/base/topics.yaml is stale: run "
-        "`python -m streams.k8s_topics > deploy/k8s/base/topics.yaml`"
+        "`python -m streams.tools.k8s_topics > deploy/k8s/base/topics.yaml`"
     )
 
 

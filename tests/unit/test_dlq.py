@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from streams import headers, topics
-from streams.dlq_plan import (
+from streams.core import headers, topics
+from streams.core.dlq_plan import (
     DeadLetter,
     Leave,
     Planner,
@@ -24,10 +24,10 @@ from streams.dlq_plan import (
     parse_place,
     parse_time,
 )
-from streams.jsjson import canonical
-from streams.records import InRecord, Layout, dead_letter, partition_for
+from streams.core.jsjson import canonical
+from streams.core.records import InRecord, Layout, dead_letter, partition_for
+from streams.core.webhooks import Webhook, read_webhook
 from streams.settings import Settings
-from streams.webhooks import Webhook, read_webhook
 from tests.support import FIXTURES, SECRET, ingress_publishes, manifest
 
 PREFIX = "p."

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from streams import docs_gen, headers, topics
-from streams.cli import build_parser
+from streams.core import headers, topics
 from streams.settings import ENV_VARS, SECRET_FILE_VARS, Settings
+from streams.tools import docs_gen
+from streams.tools.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -31,7 +32,7 @@ def doc_pages() -> dict[str, str]:
 def test_topics_md_is_what_the_generator_writes() -> None:
     committed = (DOCS / "topics.md").read_text(encoding="utf-8")
     assert committed == docs_gen.render_topics(), (
-        "docs/topics.md is out of date: run `python -m streams.docs_gen`"
+        "docs/topics.md is out of date: run `python -m streams.tools.docs_gen`"
     )
 
 
@@ -46,7 +47,7 @@ def test_generator_check_mode_agrees(tmp_path: Path) -> None:
 def test_every_catalog_topic_has_producers_and_consumers_documented() -> None:
     catalog = {spec.name for spec in topics.CATALOG}
     missing = catalog - docs_gen.TOPIC_DOCS.keys()
-    assert not missing, f"add these topics to TOPIC_DOCS in streams/docs_gen.py: {missing}"
+    assert not missing, f"add these topics to TOPIC_DOCS in streams/tools/docs_gen.py: {missing}"
     assert docs_gen.TOPIC_DOCS.keys() <= catalog, "TOPIC_DOCS names topics not in the catalog"
     known_headers = {headers.EVENT_ID, headers.EVENT_TYPE, headers.RECEIVED_AT,
                      headers.DLQ_REASON, headers.DLQ_SOURCE}

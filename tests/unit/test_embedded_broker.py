@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from streams.broker import EmbeddedBroker, broker_binary
-from streams.errors import ConfigurationError
+from streams.core.errors import ConfigurationError
+from streams.kafka.embedded import EmbeddedBroker, broker_binary
 
 
 def test_a_missing_embedded_extra_says_how_to_install_it(

@@ -13,13 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER
-from streams import topics
-from streams.clock import Rfc3339Clock
-from streams.errors import ConfigurationError
+from streams.core import topics
+from streams.core.clock import Rfc3339Clock
+from streams.core.errors import ConfigurationError
+from streams.core.validation import summarise_validation
 from streams.ingress.dedup import RecentIds
 from streams.ingress.metrics import IngressMetrics
 from streams.settings import Settings
-from streams.validation import summarise_validation
 
 
 class Clock:

@@ -18,17 +18,17 @@ from pydantic import ValidationError
 from schemas import WEBHOOK_ADAPTER, webhook_json_schema
 from schemas.common import MAX_EXTERNAL_ID, MAX_ID
 from schemas.outputs import LinkIssue, LinkRequest, MandatoryCompleted, TrainingPolicy
-from streams import headers, records, topics
-from streams.clock import MAX_CLOCK_SKEW_S, future_skew, rfc3339
-from streams.dlq_plan import DeadLetter, Leave, Replay, decide_webhook, decide_worker_record
-from streams.errors import ConfigurationError
-from streams.jsjson import canonical
-from streams.kafka_clients import KafkaConnection
-from streams.records import InRecord, Layout, OutRecord, dead_letter, partition_for
+from streams.core import headers, records, topics
+from streams.core.clock import MAX_CLOCK_SKEW_S, future_skew, rfc3339
+from streams.core.dlq_plan import DeadLetter, Leave, Replay, decide_webhook, decide_worker_record
+from streams.core.errors import ConfigurationError
+from streams.core.jsjson import canonical
+from streams.core.records import InRecord, Layout, OutRecord, dead_letter, partition_for
+from streams.core.state.codec import decode_course
+from streams.core.state.links import read_request
+from streams.core.webhooks import Webhook, read_webhook
+from streams.kafka.clients import KafkaConnection
 from streams.settings import Settings
-from streams.state.codec import decode_course
-from streams.state.links import read_request
-from streams.webhooks import Webhook, read_webhook
 from streams.worker.processing import CourseProcessor
 from streams.worker.replica import Replica
 from tests.support import FIXTURES, SECRET, compact, ingress_publishes

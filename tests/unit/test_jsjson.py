@@ -1,4 +1,4 @@
-"""streams.jsjson against Node itself: JSON.parse acceptance and byte-exact JSON.stringify."""
+"""streams.core.jsjson against Node itself: JSON.parse acceptance and byte-exact JSON.stringify."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import jsjson
-from streams.errors import MalformedBody, MalformedJSON
-from streams.jsjson import canonical, format_number, parse, stringify
-from streams.signing import WebhookVerifier
+from streams.core import jsjson
+from streams.core.errors import MalformedBody, MalformedJSON
+from streams.core.jsjson import canonical, format_number, parse, stringify
+from streams.core.signing import WebhookVerifier
 from tests.unit import node_oracle
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"

@@ -1,4 +1,4 @@
-"""Every Kafka client takes its connection from ``streams.kafka_clients``: the settings turned
+"""Every Kafka client takes its connection from ``streams.kafka.clients``: the settings turned
 into librdkafka's and aiokafka's configuration, Faust's credentials, and no client class
 constructed anywhere else."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from streams.errors import ConfigurationError
-from streams.kafka_clients import (
+from streams.core.errors import ConfigurationError
+from streams.kafka.clients import (
     KafkaConnection,
     client_config,
     faust_credentials,
@@ -27,7 +27,7 @@ CLIENT_CLASSES = frozenset({
     # aiokafka
     "AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "AIOKafkaClient",
 })
-FACTORY_MODULE = "streams/kafka_clients.py"
+FACTORY_MODULE = "streams/kafka/clients.py"
 
 
 def _constructions(path: Path) -> list[tuple[int, str, ast.Call]]:
@@ -53,7 +53,7 @@ def _takes_client_config(call: ast.Call) -> bool:
 
 
 def test_no_kafka_client_is_built_outside_the_factory_without_its_configuration() -> None:
-    """A client class constructed in ``streams/`` outside ``streams/kafka_clients.py`` must
+    """A client class constructed in ``streams/`` outside ``streams/kafka/clients.py`` must
     take a configuration that ``client_config`` built (librdkafka producers take
     ``producer_config``, which starts from it); aiokafka clients and Faust apps are
     built only by the factory and ``WorkerApp`` (with ``faust_credentials``)."""
@@ -66,7 +66,7 @@ def test_no_kafka_client_is_built_outside_the_factory_without_its_configuration(
             if name in ("Producer", "Consumer", "AdminClient") and _takes_client_config(call):
                 continue
             offenders.append(f"{rel}:{line}: {name}(...)")
-    assert not offenders, "Kafka clients built without streams.kafka_clients: " + ", ".join(
+    assert not offenders, "Kafka clients built without streams.kafka.clients: " + ", ".join(
         offenders)
 
 

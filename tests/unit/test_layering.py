@@ -8,7 +8,7 @@ from pathlib import Path
 import streams
 
 PACKAGE = Path(streams.__file__).parent
-COMMAND_LINE = {"cli.py", "dev.py"}  # they start the ingress
+COMMAND_LINE = {"tools/cli.py", "tools/dev.py"}  # they start the processes
 
 
 def imported_modules(source: Path) -> set[str]:
@@ -33,13 +33,14 @@ def test_only_the_ingress_and_the_command_line_import_the_ingress() -> None:
         ), relative
 
 
-PURE_CORE = ("state", "signing.py", "jsjson.py")
-"""The rules themselves: what the reducers, the link signer and the JSON.stringify form
-compute depends on the events alone, so none of them may reach a broker or the network."""
+PURE_CORE = ("core",)
+"""The rules themselves (the reducers, the link signer, the JSON.stringify form, records
+and their partitions, the dead-letter planner): what they compute depends on the events
+alone, so none of them may reach a broker or the network."""
 IO_LIBRARIES = ("aiokafka", "confluent_kafka", "faust", "mode", "aiohttp", "starlette",
                 "uvicorn", "granian", "httpx", "requests", "kafka", "urllib.request",
-                "socket", "asyncio", "streams.worker", "streams.ingress", "streams.publisher",
-                "streams.kafka_clients", "streams.admin", "streams.broker")
+                "socket", "asyncio", "streams.worker", "streams.ingress", "streams.kafka.publisher",
+                "streams.kafka.clients", "streams.kafka.admin", "streams.kafka.embedded")
 
 
 def _pure_sources() -> list[Path]:
@@ -88,6 +89,27 @@ def test_the_worker_s_parts_do_not_import_its_shell() -> None:
 
 
 def test_the_dead_letter_planner_reads_and_writes_nothing() -> None:
-    imported = imported_modules(PACKAGE / "dlq_plan.py")
+    imported = imported_modules(PACKAGE / "core" / "dlq_plan.py")
     assert not any(n == lib or n.startswith(lib + ".")
                    for n in imported for lib in IO_LIBRARIES), imported
+
+
+ROOT_MODULES = {"__init__.py", "__main__.py", "settings.py", "metrics.py", "runtime.py",
+                "processes.py"}
+"""What both processes and the tools share that is not a rule of events: the settings, the
+metrics registries, the event-loop runner, child processes."""
+
+
+def test_the_folders_show_the_architecture() -> None:
+    """``core`` (pure rules) imports only itself and the settings; ``kafka`` (plumbing) only
+    the core, itself and the root; neither reaches the processes or the tools."""
+    assert {p.name for p in PACKAGE.glob("*.py")} == ROOT_MODULES
+    allowed = {"core": ("streams.core", "streams.settings"),
+               "kafka": ("streams.core", "streams.kafka", "streams.settings",
+                         "streams.processes")}
+    for folder, prefixes in allowed.items():
+        for source in (PACKAGE / folder).rglob("*.py"):
+            for name in imported_modules(source):
+                if name == "streams" or not name.startswith("streams"):
+                    continue
+                assert name.startswith(prefixes), f"{source.relative_to(PACKAGE)} imports {name}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.publisher import Publisher
+from streams.kafka.publisher import Publisher
 from streams.settings import Settings
 
 

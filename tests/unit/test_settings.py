@@ -7,7 +7,7 @@ import traceback
 
 import pytest
 
-from streams.errors import ConfigurationError
+from streams.core.errors import ConfigurationError
 from streams.settings import Settings
 
 SECRETS = {"webhook_secrets": ("s3cret-one", "s3cret-two"),

@@ -1,4 +1,5 @@
-"""streams.signing: one test per verification outcome, properties, and links checked by Node."""
+"""streams.core.signing: one test per verification outcome, properties, and links checked by
+Node."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import errors
-from streams.errors import (
+from streams.core import errors
+from streams.core.errors import (
     ConfigurationError,
     LinkError,
     MalformedBody,
@@ -23,8 +24,8 @@ from streams.errors import (
     SignatureMissing,
     VerificationError,
 )
-from streams.jsjson import stringify
-from streams.signing import (
+from streams.core.jsjson import stringify
+from streams.core.signing import (
     LINK_KINDS,
     Verified,
     WebhookVerifier,

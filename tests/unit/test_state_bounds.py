@@ -13,19 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.outputs import LinkIssued
-from streams import topics
-from streams.state import common
-from streams.state.catalog import CourseEntry, apply_course_event, merge_courses
-from streams.state.codec import decode_course, decode_learner, encode_course, encode_learner
-from streams.state.common import RECENT_IDS, Applied, Meta, Output, meta_of
-from streams.state.links import (
+from streams.core import topics
+from streams.core.state import common
+from streams.core.state.catalog import CourseEntry, apply_course_event, merge_courses
+from streams.core.state.codec import decode_course, decode_learner, encode_course, encode_learner
+from streams.core.state.common import RECENT_IDS, Applied, Meta, Output, meta_of
+from streams.core.state.links import (
     MAX_LINKS_KEPT,
     LinkState,
     decode_links,
     encode_links,
     record_issued,
 )
-from streams.state.progress import LearnerState, apply_learner_event
+from streams.core.state.progress import LearnerState, apply_learner_event
 from tests.unit.state_events import (
     COURSE_ID,
     USER_ID,

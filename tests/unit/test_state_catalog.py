@@ -8,8 +8,8 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.state.catalog import CourseEntry, apply_course_event
-from streams.state.codec import decode_course, encode_course
+from streams.core.state.catalog import CourseEntry, apply_course_event
+from streams.core.state.codec import decode_course, encode_course
 from tests.unit.state_events import (
     COURSE_ID,
     Ev,

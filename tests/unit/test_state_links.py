@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.outputs import LinkIssue, LinkIssued, LinkRejected, LinkRequest
-from streams import topics
-from streams.signing import build_link, sign_link
-from streams.state.catalog import CourseEntry, apply_course_event
-from streams.state.common import derived_id
-from streams.state.links import (
+from streams.core import topics
+from streams.core.signing import build_link, sign_link
+from streams.core.state.catalog import CourseEntry, apply_course_event
+from streams.core.state.common import derived_id
+from streams.core.state.links import (
     LinkState,
     decide_link,
     decode_links,
@@ -27,9 +27,9 @@ from streams.state.links import (
     record_issued,
     request_id,
 )
-from streams.state.mandatory import learner_step
-from streams.state.policies import Policy, PolicyBook
-from streams.state.progress import LearnerState
+from streams.core.state.mandatory import learner_step
+from streams.core.state.policies import Policy, PolicyBook
+from streams.core.state.progress import LearnerState
 from tests.unit import node_oracle
 from tests.unit.state_events import USER_ID, Ev, make
 
@@ -374,7 +374,7 @@ def test_links_and_reminders_once_whatever_the_order_repeats_and_clock(
 
 
 def test_learner_state_round_trips_its_timers() -> None:
-    from streams.state.codec import decode_learner, encode_learner
+    from streams.core.state.codec import decode_learner, encode_learner
 
     state = LearnerState(USER_ID)
     step(state, added([501, 505]))

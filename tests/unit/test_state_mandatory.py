@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.outputs import MandatoryCompleted
-from streams.state.catalog import CourseEntry
-from streams.state.common import Stamped, UnusableEvent, derived_id
-from streams.state.mandatory import gate, learner_step
-from streams.state.policies import Policy, PolicyBook, parse_policy_record
-from streams.state.progress import LearnerState
+from streams.core.state.catalog import CourseEntry
+from streams.core.state.common import Stamped, UnusableEvent, derived_id
+from streams.core.state.mandatory import gate, learner_step
+from streams.core.state.policies import Policy, PolicyBook, parse_policy_record
+from streams.core.state.progress import LearnerState
 from tests.unit.state_events import USER_ID, Ev, arrivals, learner_events, make
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.state.codec import decode_learner, encode_learner
-from streams.state.progress import LearnerState, apply_learner_event
+from streams.core.state.codec import decode_learner, encode_learner
+from streams.core.state.progress import LearnerState, apply_learner_event
 from tests.unit.state_events import (
     USER_ID,
     Ev,

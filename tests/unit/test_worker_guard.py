@@ -9,7 +9,7 @@ from pathlib import Path
 
 from faust.types import TP
 
-from streams.records import Layout
+from streams.core.records import Layout
 from streams.settings import Settings
 from streams.worker.app import Worker
 from streams.worker.transport import InputGuard, PartitionLedger

@@ -18,14 +18,14 @@ import pytest
 from aiokafka import TopicPartition
 from confluent_kafka import KafkaError
 
-from streams import headers, topics
-from streams.errors import BrokerUnavailable, PublishError, RecordRefused
-from streams.kafka_clients import KafkaConnection
-from streams.publisher import Delivery, Publisher, record_error
-from streams.records import InRecord, Layout, OutRecord
+from streams.core import headers, topics
+from streams.core.errors import BrokerUnavailable, PublishError, RecordRefused
+from streams.core.records import InRecord, Layout, OutRecord
+from streams.core.state.catalog import CourseEntry
+from streams.core.state.codec import encode_course
+from streams.kafka.clients import KafkaConnection
+from streams.kafka.publisher import Delivery, Publisher, record_error
 from streams.settings import Settings
-from streams.state.catalog import CourseEntry
-from streams.state.codec import encode_course
 from streams.worker import replica as replica_module
 from streams.worker.app import WORKER_PRODUCER_CONFIG, Losses, Worker, wait_for_catalog
 from streams.worker.health import Backoff, RecentRefusals, StallDetector, supervise
@@ -220,7 +220,7 @@ def test_outputs_and_states_know_their_cause() -> None:
 
 
 def test_a_learners_outputs_know_the_event_that_caused_them() -> None:
-    from streams.state.policies import Policy
+    from streams.core.state.policies import Policy
     from streams.worker.processing import LearnerProcessor
     from tests.worker_support import learner_story
 

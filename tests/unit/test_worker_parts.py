@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from faust.types import TP
 
-from streams.records import OutRecord
+from streams.core.records import OutRecord
 from streams.worker.app import last_per_partition
 from streams.worker.transport import _DeliverEverything
 

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
-from streams import headers, topics
-from streams.records import InRecord, Layout, partition_for
-from streams.state.catalog import CourseEntry
-from streams.state.codec import decode_course, decode_learner
-from streams.state.policies import Policy, PolicyBook
+from streams.core import headers, topics
+from streams.core.records import InRecord, Layout, partition_for
+from streams.core.state.catalog import CourseEntry
+from streams.core.state.codec import decode_course, decode_learner
+from streams.core.state.policies import Policy, PolicyBook
 from streams.worker.links import LinkProcessor
 from streams.worker.processing import (
     CourseProcessor,
@@ -171,7 +171,7 @@ def link_processor(replica: Replica) -> LinkProcessor:
 
 
 def published_course(course_id: int, teams: list[int]) -> CourseEntry:
-    from streams.state.catalog import apply_course_event
+    from streams.core.state.catalog import apply_course_event
     from tests.unit.state_events import make
 
     entry = CourseEntry(course_id)
@@ -251,7 +251,7 @@ def test_an_issue_link_event_is_signed_once_and_kept_for_the_query() -> None:
     assert value["url"].startswith("https://learn.edume.com/e/c/5?g=3,4&e=u%201&sig=")
     assert value["issuedAt"] == "2023-11-14T22:13:20.000Z"  # the issue record's time
     store.keep(step.states)
-    from streams.state.links import decode_links
+    from streams.core.state.links import decode_links
 
     kept = decode_links(store["u 1"])
     assert kept.user_id == 77 and [x["url"] for x in kept.links] == [value["url"]]

@@ -7,11 +7,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.records import partition_for
-from streams.state.codec import encode_learner, next_reminder_due
-from streams.state.common import Stamped
-from streams.state.links import next_due
-from streams.state.progress import LearnerState
+from streams.core.records import partition_for
+from streams.core.state.codec import encode_learner, next_reminder_due
+from streams.core.state.common import Stamped
+from streams.core.state.links import next_due
+from streams.core.state.progress import LearnerState
 from streams.worker.reminders import COMPACT_MIN, ReminderIndex
 
 PARTITIONS = 8

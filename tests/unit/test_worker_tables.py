@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from streams.core.state.codec import encode_learner
+from streams.core.state.common import Stamped
+from streams.core.state.progress import CourseProgress, LearnerState
 from streams.settings import Settings
-from streams.state.codec import encode_learner
-from streams.state.common import Stamped
-from streams.state.progress import CourseProgress, LearnerState
 from streams.worker import transport
 from streams.worker.tables import DEFLATED, PACK_MIN, StateTable, pack, unpack
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from streams import headers, topics
-from streams.clock import rfc3339
-from streams.headers import Headers
-from streams.state.common import UnusableEvent, derived_id, parse_timestamp
+from streams.core import headers, topics
+from streams.core.clock import rfc3339
+from streams.core.headers import Headers
+from streams.core.state.common import UnusableEvent, derived_id, parse_timestamp
 
 _EVENT_ID = re.compile(rb"[0-9a-f]{64}")
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from schemas import CourseAdded, CourseDeleted, CoursePublished, CourseUnpublished, CourseUpdated
 from schemas.course import TeamAssignedPayload, TeamRemovedPayload, TitleChangedPayload
-from streams.state.common import (
+from streams.core.state.common import (
     Applied,
     Meta,
     Stamped,

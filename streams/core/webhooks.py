@@ -12,13 +12,13 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from schemas.common import Family
-from streams import topics
-from streams.clock import MAX_CLOCK_SKEW_S, future_skew
-from streams.errors import EdumeStreamsError
-from streams.jsjson import canonical
-from streams.records import InRecord, Layout, OutRecord, dead_letter, partition_for
-from streams.state.common import Meta, UnusableEvent, meta_of
-from streams.validation import summarise_validation
+from streams.core import topics
+from streams.core.clock import MAX_CLOCK_SKEW_S, future_skew
+from streams.core.errors import EdumeStreamsError
+from streams.core.jsjson import canonical
+from streams.core.records import InRecord, Layout, OutRecord, dead_letter, partition_for
+from streams.core.state.common import Meta, UnusableEvent, meta_of
+from streams.core.validation import summarise_validation
 
 
 class Webhook(NamedTuple):

@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from streams.errors import EdumeStreamsError
+from streams.core.errors import EdumeStreamsError
 from streams.runtime import run
 from streams.settings import Settings
 
@@ -55,7 +55,7 @@ def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "describe":
         return _describe_topics(settings)
-    from streams.admin import ensure_topics
+    from streams.kafka.admin import ensure_topics
 
     created = run(
         ensure_topics(
@@ -79,7 +79,7 @@ def _describe_topics(settings: Settings) -> int:
     what differs), a summary on stderr; 0 when every topic matches the catalog, 1 when one
     does not. A config the broker does not report is named, and not counted as a
     difference."""
-    from streams.admin import check_catalog, describe_topics
+    from streams.kafka.admin import check_catalog, describe_topics
 
     prefix = settings.topic_prefix
     found = run(describe_topics(settings.kafka, prefix))
@@ -124,8 +124,8 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     commonest reasons records were left on stderr. Exit 0; 2 when the broker cannot be
     reached, a topic is missing, or a write was not acknowledged.
     """
-    from streams.dlq import count_lines, reason_lines, replay
-    from streams.dlq_plan import SOURCES
+    from streams.core.dlq_plan import SOURCES
+    from streams.tools.dlq import count_lines, reason_lines, replay
 
     sources = SOURCES if args.source == "all" else (args.source,)
     outcome = run(replay(settings, sources, dry_run=args.dry_run, since_ms=args.since,
@@ -142,8 +142,8 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
     from schemas.outputs import TrainingPolicy
-    from streams.policy import describe, parse_groups, read_policies, write_policy
-    from streams.state.policies import Policy
+    from streams.core.state.policies import Policy
+    from streams.tools.policy import describe, parse_groups, read_policies, write_policy
 
     if args.action == "list":
         book = run(read_policies(settings))
@@ -167,14 +167,14 @@ def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
-    from streams.dev import run_dev
+    from streams.tools.dev import run_dev
 
     return run_dev(settings)
 
 
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.jsjson import canonical
-    from streams.signing import sign_webhook
+    from streams.core.jsjson import canonical
+    from streams.core.signing import sign_webhook
 
     if not settings.webhook_secrets:
         raise EdumeStreamsError("send signs with the first of EDUME_WEBHOOK_SECRETS; set it")
@@ -208,7 +208,7 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.signing import build_link, sign_link
+    from streams.core.signing import build_link, sign_link
 
     if not settings.link_secret:
         raise EdumeStreamsError("link signing needs EDUME_LINK_SECRET; set it")
@@ -231,8 +231,8 @@ def cmd_request_link(settings: Settings, args: argparse.Namespace) -> int:
     import hashlib
     import json
 
-    from streams import topics
-    from streams.policy import write_one
+    from streams.core import topics
+    from streams.tools.policy import write_one
 
     request: dict[str, object] = {"kind": args.kind, "externalUserId": args.user}
     if args.content_id is not None:
@@ -258,7 +258,7 @@ def cmd_request_link(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(_settings: Settings, args: argparse.Namespace) -> int:
-    from streams.schema_export import write_schemas
+    from streams.tools.schema_export import write_schemas
 
     for path in write_schemas(Path(args.out_dir)):
         print(path)
@@ -266,7 +266,7 @@ def cmd_schemas(_settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.reader import read_topic
+    from streams.tools.reader import read_topic
 
     topic = settings.topic_prefix + args.topic
     count = run(
@@ -277,7 +277,7 @@ def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _since(text: str) -> int:
-    from streams.dlq_plan import parse_time
+    from streams.core.dlq_plan import parse_time
 
     try:
         return parse_time(text)

@@ -34,7 +34,7 @@ the copy and its record republishes the copy on the next run with the same
 ``edume-event-id`` (a link request without one: the same value, which is its identity),
 and every consumer here drops a repeat by that id.
 
-The decisions are pure functions of a dead letter (``streams.dlq_plan``, tested without a
+The decisions are pure functions of a dead letter (``streams.core.dlq_plan``, tested without a
 broker); ``replay`` here is the shell that reads, writes and counts.
 """
 
@@ -48,16 +48,8 @@ from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer
 
-from streams import topics
-from streams.admin import (
-    admin_client,
-    ensure_topics,
-    partitions_of,
-    read_until_idle,
-    topic_consumer,
-    topic_partitions,
-)
-from streams.dlq_plan import (
+from streams.core import topics
+from streams.core.dlq_plan import (
     DLQ_TOPIC,
     SOURCES,
     DeadLetter,
@@ -66,9 +58,17 @@ from streams.dlq_plan import (
     ReplayLog,
     Source,
 )
-from streams.errors import EdumeStreamsError
-from streams.publisher import SyncWriter
-from streams.records import Layout
+from streams.core.errors import EdumeStreamsError
+from streams.core.records import Layout
+from streams.kafka.admin import (
+    admin_client,
+    ensure_topics,
+    partitions_of,
+    read_until_idle,
+    topic_consumer,
+    topic_partitions,
+)
+from streams.kafka.publisher import SyncWriter
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -35,9 +35,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from streams.errors import BrokerUnavailable, ConfigurationError, PublishError, RecordRefused
-from streams.headers import Headers
-from streams.kafka_clients import client_config, refusal
+from streams.core.errors import BrokerUnavailable, ConfigurationError, PublishError, RecordRefused
+from streams.core.headers import Headers
+from streams.kafka.clients import client_config, refusal
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from streams.errors import ConfigurationError
+from streams.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer
@@ -250,7 +250,7 @@ def diagnose(connection: KafkaConnection, timeout_s: float = 10.0) -> str | None
         if reason is not None:
             found.append(reason)
 
-    quiet = logging.getLogger("streams.kafka_clients.diagnose")
+    quiet = logging.getLogger("streams.kafka.clients.diagnose")
     quiet.propagate = False
     handler = _Collect(on_log)
     quiet.addHandler(handler)
@@ -286,7 +286,7 @@ async def connection_failure(connection: KafkaConnection, exc: BaseException) ->
     says only "Unable to bootstrap"), else a ``BrokerUnavailable``."""
     import asyncio
 
-    from streams.errors import BrokerUnavailable
+    from streams.core.errors import BrokerUnavailable
 
     loop = asyncio.get_running_loop()
     reason = None

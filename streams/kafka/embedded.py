@@ -6,7 +6,7 @@ Apache Kafka and ships no broker binary.
 Used by ``edume-streams dev`` and the test suite. Tansu keeps everything in memory: a
 restarted broker has no topics, and it creates a topic with one partition when a producer
 writes to an unknown one, so topics are always created (with the catalog's partitions)
-before anything is produced (``streams.admin.ensure_topics``). Its known fault: the
+before anything is produced (``streams.kafka.admin.ensure_topics``). Its known fault: the
 "latest" offset it reports is wrong when the last record batch of a partition holds more
 than one record; the workers write one record per batch there (their table recovery reads
 to that offset), and nothing else trusts end offsets (tests count records instead).
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from streams.errors import BrokerUnavailable, ConfigurationError
-from streams.kafka_clients import KafkaConnection
+from streams.core.errors import BrokerUnavailable, ConfigurationError
+from streams.kafka.clients import KafkaConnection
 from streams.processes import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from streams import topics
-from streams.errors import BrokerUnavailable
-from streams.kafka_clients import KafkaConnection, aio_admin, aio_consumer, connection_failure
+from streams.core import topics
+from streams.core.errors import BrokerUnavailable
+from streams.kafka.clients import KafkaConnection, aio_admin, aio_consumer, connection_failure
 
 TOPIC_EXISTS = 36
 """Kafka's TOPIC_ALREADY_EXISTS: a concurrent creator won."""
@@ -34,7 +34,7 @@ async def admin_client(
 ) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client; a broker that cannot be reached is a ``BrokerUnavailable``,
     one that refuses the credentials or the certificates a ``ConfigurationError`` naming
-    the setting (``streams.kafka_clients.connection_failure``)."""
+    the setting (``streams.kafka.clients.connection_failure``)."""
     admin = aio_admin(kafka, request_timeout_ms=int(timeout_s * 1000))
     try:
         await admin.start()

@@ -21,17 +21,17 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER, canonical_type
 from schemas.common import Family
-from streams import topics
-from streams.clock import MAX_CLOCK_SKEW_S, rfc3339, timestamp_skew
-from streams.errors import MalformedJSON
-from streams.headers import DLQ_REASON, DLQ_SOURCE, EVENT_ID, EVENT_TYPE, RECEIVED_AT
-from streams.jsjson import DEFAULT_MAX_DEPTH, canonical
-from streams.records import InRecord, Layout, OutRecord
-from streams.state.common import UnusableEvent, derived_id
-from streams.state.links import read_request, request_id
-from streams.state.policies import parse_policy_record
-from streams.validation import summarise_validation
-from streams.webhooks import Webhook, event_id_of, read_webhook
+from streams.core import topics
+from streams.core.clock import MAX_CLOCK_SKEW_S, rfc3339, timestamp_skew
+from streams.core.errors import MalformedJSON
+from streams.core.headers import DLQ_REASON, DLQ_SOURCE, EVENT_ID, EVENT_TYPE, RECEIVED_AT
+from streams.core.jsjson import DEFAULT_MAX_DEPTH, canonical
+from streams.core.records import InRecord, Layout, OutRecord
+from streams.core.state.common import UnusableEvent, derived_id
+from streams.core.state.links import read_request, request_id
+from streams.core.state.policies import parse_policy_record
+from streams.core.validation import summarise_validation
+from streams.core.webhooks import Webhook, event_id_of, read_webhook
 
 Source = Literal["webhooks", "streams"]
 SOURCES: tuple[Source, ...] = ("webhooks", "streams")

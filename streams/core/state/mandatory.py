@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.outputs import MandatoryCompleted
-from streams import topics
-from streams.state.catalog import CatalogView, CourseEntry
-from streams.state.common import Meta, Output, derived_id
-from streams.state.links import assignment_links, schedule_reminders
-from streams.state.policies import PolicyBook
-from streams.state.progress import LearnerEvent, LearnerState, apply_learner_event
+from streams.core import topics
+from streams.core.state.catalog import CatalogView, CourseEntry
+from streams.core.state.common import Meta, Output, derived_id
+from streams.core.state.links import assignment_links, schedule_reminders
+from streams.core.state.policies import PolicyBook
+from streams.core.state.progress import LearnerEvent, LearnerState, apply_learner_event
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from typing import TextIO
 import orjson
 from aiokafka import ConsumerRecord
 
-from streams.admin import assign_from_beginning, topic_consumer
-from streams.kafka_clients import KafkaConnection
+from streams.kafka.admin import assign_from_beginning, topic_consumer
+from streams.kafka.clients import KafkaConnection
 
 
 async def read_topic(

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import orjson
 
-from streams.errors import MalformedJSON
+from streams.core.errors import MalformedJSON
 
 __all__ = ["DEFAULT_MAX_DEPTH", "canonical", "format_number", "parse", "stringify"]
 

@@ -2,7 +2,7 @@
 
 eduMe signs ``JSON.stringify(payload)`` with ``crypto.createHmac('sha256', secret)``; the
 body on the wire is usually that very string, so the raw-body HMAC is tried first and the
-JavaScript form (see :mod:`streams.jsjson`) only when the raw bytes do not match.  Secrets
+JavaScript form (see :mod:`streams.core.jsjson`) only when the raw bytes do not match.  Secrets
 never appear in a message, ``repr`` or ``str``.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Literal, NamedTuple
 from urllib.parse import quote, urlsplit
 
-from streams.errors import (
+from streams.core.errors import (
     ConfigurationError,
     LinkError,
     MalformedBody,
@@ -22,7 +22,7 @@ from streams.errors import (
     SignatureMismatch,
     SignatureMissing,
 )
-from streams.jsjson import DEFAULT_MAX_DEPTH, canonical
+from streams.core.jsjson import DEFAULT_MAX_DEPTH, canonical
 
 __all__ = [
     "LINK_KINDS",

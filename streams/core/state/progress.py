@@ -44,7 +44,7 @@ from schemas.learner import (
     LessonActivity,
     StandaloneSurveyActivity,
 )
-from streams.state.common import Applied, Meta, Stamped, earlier, later, stamp
+from streams.core.state.common import Applied, Meta, Stamped, earlier, later, stamp
 
 LearnerEvent = (
     LearnerAdded

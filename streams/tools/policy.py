@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 
 from schemas.outputs import TrainingPolicy
-from streams import headers, topics
-from streams.admin import assign_from_beginning, drop_reached, topic_consumer
-from streams.errors import BrokerUnavailable
-from streams.publisher import SyncWriter
+from streams.core import headers, topics
+from streams.core.errors import BrokerUnavailable
+from streams.core.state.common import UnusableEvent
+from streams.core.state.policies import Policy, PolicyBook, parse_policy_record
+from streams.kafka.admin import assign_from_beginning, drop_reached, topic_consumer
+from streams.kafka.publisher import SyncWriter
 from streams.settings import Settings
-from streams.state.common import UnusableEvent
-from streams.state.policies import Policy, PolicyBook, parse_policy_record
 
 
 def _topic(settings: Settings) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from schemas.outputs import TrainingPolicy
-from streams.state.common import UnusableEvent
+from streams.core.state.common import UnusableEvent
 
 RecordVersion = tuple[int, int, int]
 """(Kafka timestamp in ms, partition, offset): the order of policy records."""

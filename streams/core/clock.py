@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Final
 
-from streams.state.common import UnusableEvent, parse_timestamp
+from streams.core.state.common import UnusableEvent, parse_timestamp
 
 MAX_CLOCK_SKEW_S: Final = 3600.0
 """``MAX_CLOCK_SKEW``'s default: how far after its receipt an event may be stamped."""

@@ -36,15 +36,15 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.outputs import LinkIssue, LinkIssued, LinkRejected, LinkRequest
-from streams import topics
-from streams.errors import LinkError
-from streams.signing import LINK_KINDS, build_link, sign_link
-from streams.state.catalog import CatalogView
-from streams.state.codec import decode_applied, encode_applied
-from streams.state.common import Applied, Meta, Output, derived_id
-from streams.state.policies import PolicyBook
-from streams.state.progress import LearnerState
-from streams.validation import summarise_validation
+from streams.core import topics
+from streams.core.errors import LinkError
+from streams.core.signing import LINK_KINDS, build_link, sign_link
+from streams.core.state.catalog import CatalogView
+from streams.core.state.codec import decode_applied, encode_applied
+from streams.core.state.common import Applied, Meta, Output, derived_id
+from streams.core.state.policies import PolicyBook
+from streams.core.state.progress import LearnerState
+from streams.core.validation import summarise_validation
 
 MAX_LINKS_KEPT = 100
 """Links the query API lists per user (the newest)."""

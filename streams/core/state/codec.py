@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from streams.state.catalog import CourseEntry
-from streams.state.common import Applied, Stamped, short_id
-from streams.state.progress import CourseProgress, LearnerState
+from streams.core.state.catalog import CourseEntry
+from streams.core.state.common import Applied, Stamped, short_id
+from streams.core.state.progress import CourseProgress, LearnerState
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 VERSION = 2

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
-from streams.errors import EdumeStreamsError
+from streams.core.errors import EdumeStreamsError
 
 
 class UnusableEvent(EdumeStreamsError, ValueError):

@@ -12,9 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker, answers, is_loopback
-from streams.errors import ConfigurationError
+from streams.core.errors import ConfigurationError
+from streams.kafka.admin import ensure_topics
+from streams.kafka.embedded import EmbeddedBroker, answers, is_loopback
 from streams.processes import die_with_parent, stop_process
 from streams.runtime import run
 from streams.settings import SECRET_FILE_VARS, Settings, parse_bootstrap

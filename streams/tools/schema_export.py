@@ -22,7 +22,7 @@ from schemas.outputs import (
     MandatoryCompleted,
     TrainingPolicy,
 )
-from streams import headers, topics
+from streams.core import headers, topics
 
 HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object",
