@@ -40,7 +40,7 @@ STATE_MAX_MESSAGE_BYTES = WEBHOOK_MAX_MESSAGE_BYTES
 """The table changelogs' limit: a key's whole state is one record. The workers' producer
 takes records up to this size too (``streams.worker.app.WORKER_PRODUCER_CONFIG``), so a
 state it takes the broker takes; a larger one is refused by the producer, for good, and
-its key's input goes to ``streams.dlq`` (see ``Worker._commit``). Set explicitly: the
+its key's input goes to ``streams.dlq`` (see ``streams.worker.writes``). Set explicitly: the
 broker's default (1 MB + 12 bytes) is below what the producer takes."""
 
 

@@ -10,17 +10,22 @@ broker before the next starts:
 3. the batch's input offsets, acknowledged to Faust, which commits them.
 
 A worker killed anywhere in between replays the batch after its restart: the states in
-the changelog already hold the events applied (each keeps its event ids), so the replay
-changes nothing that was written, writes what was not, and repeats at most the records
-of step 1 that were written before the kill, byte for byte, with the same
-``edume-event-id``.
+the changelog already hold the events applied (their merge rules are idempotent, and the
+batch's ids are among the latest each state remembers), so the replay changes nothing
+that was written, writes what was not, and repeats at most the records of step 1 that
+were written before the kill, byte for byte, with the same ``edume-event-id``.
+
+The parts: ``processing`` and ``links`` (batches in, steps out), ``writes`` (a step
+written, refusals handled), ``timer`` (the reminder timer), ``positions`` (lag, input
+waiting), ``health`` (supervised tasks, the stall rule), ``replica``, ``tables``,
+``transport`` (the consumer's guard), ``web`` and ``metrics``.
 
 A write the broker fails for now (a broker down, a leader moving) is made again until it
 succeeds (``streams.worker.sink``). A record it refuses for good (too large, not allowed)
 would stall the partition for ever on every worker that takes it over, so the input
 record that caused it goes to ``streams.dlq`` instead, with the other input records of its
-key in the batch, and that key's new state is not kept (``Worker._commit``); the batch is
-then acknowledged as usual. A batch whose handling raises is handled again after a pause
+key in the batch, and that key's new state is not kept (``streams.worker.writes``); the
+batch is then acknowledged as usual. A batch whose handling raises is handled again after a pause
 (``Worker._until_handled``); background work that raises is started again the same way
 (``streams.worker.health``).
 """
@@ -30,26 +35,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
-from faust.types import TP
 
 from streams.core import topics
-from streams.core.records import InRecord, Layout, OutRecord, dead_letter
+from streams.core.records import InRecord, Layout
 from streams.kafka.clients import faust_credentials
 from streams.kafka.publisher import Publisher
 from streams.settings import Settings, parse_bootstrap
+from streams.worker import positions
 from streams.worker.health import Backoff, RecentRefusals, StallDetector, supervise
 from streams.worker.links import CATALOG_BUILD_WAIT_S, CATALOG_GRACE_S, LinkProcessor
 from streams.worker.metrics import WorkerMetrics
-from streams.worker.processing import CourseProcessor, LearnerProcessor, Step, check_policies
+from streams.worker.processing import CourseProcessor, LearnerProcessor, check_policies
 from streams.worker.replica import Replica
-from streams.worker.sink import Refusal, Sink
+from streams.worker.sink import Sink
 from streams.worker.tables import StateTable
+from streams.worker.timer import ReminderTimer
 from streams.worker.transport import WorkerApp
+from streams.worker.writes import Writer
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +73,11 @@ WORKER_PRODUCER_CONFIG: dict[str, Any] = {
 """librdkafka settings of the workers' producer beyond the shared ones: records up to the
 size of the largest webhook (dead letters and re-keyed copies of one) and of the largest
 state the changelog topics take, which are created with the same ``max.message.bytes``.
-A larger record is refused by the producer itself, for good (see ``Worker._commit``)."""
+A larger record is refused by the producer itself, for good (see ``streams.worker.writes``)."""
 
 NO_PARTITIONS = "no partitions assigned yet"
 """``/readyz``'s reason while the worker holds no partition."""
 
-REMINDER_RETRY_S = 60.0
-"""A reminder whose record the broker refused for good is tried again this much later."""
 CONSUMER_MAX_FETCH_BYTES = 256 * 1024
 """What one fetch brings per partition (Faust's default is 1 MiB). A worker reading a
 backlog holds a fetch of every input and changelog partition decoded into records; at
@@ -82,24 +86,11 @@ benchmark), and 256 KiB took 20 MB off the peak for 100,000 learners. A larger r
 still comes (Apache Kafka returns a first record past the limit, KIP-74; so does the
 embedded broker, checked with 400 KB); a batch takes at most ``WORKER_BATCH_MAX``
 records anyway."""
-REINDEX_CHUNK = 5_000
-"""Stored learner states indexed between two turns of the event loop when the reminder
-index is rebuilt after a rebalance (a few milliseconds each)."""
-
-
 def _raw_topic(app: faust.App, *names: str, **options: Any) -> Any:
     return app.topic(
         *names, key_type=bytes, value_type=bytes, key_serializer="raw",
         value_serializer="raw", **options,
     )
-
-
-def last_per_partition(records: Sequence[OutRecord]) -> tuple[list[OutRecord], list[OutRecord]]:
-    """``records`` split into each partition's last record and all the others, in order."""
-    last: dict[int | None, int] = {r.partition: i for i, r in enumerate(records)}
-    tails = set(last.values())
-    return ([r for i, r in enumerate(records) if i not in tails],
-            [r for i, r in enumerate(records) if i in tails])
 
 
 def in_record(message: Any) -> InRecord:
@@ -151,60 +142,6 @@ async def wait_for_catalog(
         await sleep(poll_s)
 
 
-WRITE_REFUSED = "write_refused"
-"""``edume_worker_dlq_total``'s reason label for the dead letters of ``Losses``."""
-SAME_KEY = ("a record of the same key in its batch could not be written; the key's state "
-            "was left as it was")
-
-
-@dataclass
-class Losses:
-    """What a step loses to records the broker refused for good (see ``Worker._commit``):
-    the causes that go to ``streams.dlq`` and the keys whose new state is not kept."""
-
-    step: Step
-    dlq: str
-    """The broker's name of ``streams.dlq``."""
-    causes: dict[int, str] = field(default_factory=dict)
-    """Cause (``OutRecord.cause``) -> why it goes to ``streams.dlq``."""
-    keys: dict[str, str] = field(default_factory=dict)
-    """Key whose new state is not kept -> why the key's other causes go too."""
-
-    def output_refused(self, record: OutRecord, error: str) -> None:
-        """One of the step's records was refused: its cause is lost, and its key's new
-        state with it. A refused dead letter, or a record of no single cause, loses
-        nothing more (the caller logs it)."""
-        if record.cause is None or record.topic == self.dlq:
-            return
-        self.causes.setdefault(record.cause,
-                               f"{record.topic} refused the record it caused ({error})")
-        key = self.step.key_of.get(record.cause)
-        if key is not None:
-            self.keys.setdefault(key, SAME_KEY)
-
-    def state_refused(self, record: OutRecord, error: str) -> None:
-        """A key's new state (changelog ``record``) was refused: it is not kept."""
-        self.keys[record.key.decode()] = (f"{record.topic} refused its key's new state "
-                                          f"({error}); the state was left as it was")
-
-    def kept_states(self) -> dict[str, tuple[int, bytes]]:
-        """The step's new states that are not lost (yet)."""
-        return {k: v for k, v in self.step.states.items() if k not in self.keys}
-
-    def dead_letters(self, records: Sequence[InRecord],
-                     written: Iterable[OutRecord]) -> list[OutRecord]:
-        """A dead letter for each lost cause that is one of the input ``records`` (a due
-        reminder is not: it stays due), every cause of a lost key included, except those
-        the step already sent to ``streams.dlq`` (``written``)."""
-        causes = dict(self.causes)
-        for cause, key in self.step.key_of.items():
-            if key in self.keys:
-                causes.setdefault(cause, self.keys[key])
-        dead = {r.cause for r in written if r.topic == self.dlq}
-        return [dead_letter(records[c], reason, self.dlq)._replace(cause=c)
-                for c, reason in sorted(causes.items()) if c < len(records) and c not in dead]
-
-
 class Worker:
     """One worker process: the Faust app and what it writes with."""
 
@@ -239,13 +176,18 @@ class Worker:
                                    secret=str(settings.link_secret))
         self._locks: dict[str, asyncio.Lock] = {}
         """One per table: a batch and a reminder firing never change a key's state at once."""
-        self._reminder_index_generation = -1
         self._done_offset: dict[tuple[str, int], int] = {}
         """Per input partition, the offset after the last record processed and written."""
         self._input_topics = {layout.name(t) for t in INPUT_TOPICS}
         self.metrics = WorkerMetrics(self, self.app.sensors)
+        self.writer = Writer(self.sink, layout.name(topics.STREAMS_DLQ), self.refusals,
+                             self.metrics, embedded_broker=settings.kafka_embedded_broker)
         self.app.on_input_redelivered = self.metrics.skipped.inc
         self._done_generation = -1
+        self.reminders = ReminderTimer(
+            self.app, layout, self.learners, self.progress, self._lock(self.progress),
+            self.writer.commit, self._done_offset, batch_max=settings.worker_batch_max,
+            ready=self.ready, batch_done=self.metrics.batch_done)
         self._define_agents()
         from streams.worker.web import add_views
 
@@ -342,7 +284,7 @@ class Worker:
         )
         interval = min(1.0, max(0.05, self.settings.reminder_after_s / 10))
         app.timer(interval, name="reminders")(self._timer_task("reminders",
-                                                               self._fire_reminders))
+                                                               self.reminders.fire))
         check_every = max(0.2, min(5.0, self.settings.worker_stall_timeout_s / 10))
         app.timer(check_every, name="stall-check")(self._timer_task("stall-check",
                                                                     self._check_stall))
@@ -407,7 +349,7 @@ class Worker:
             await self._wait_for_catalog(processor, records)
         async with self._lock(table):
             step = processor.process(records, table.get)
-            dropped = await self._commit(step, records, table)
+            dropped = await self.writer.commit(step, records, table)
             if isinstance(processor, LearnerProcessor):
                 for key in dropped:
                     processor.restore_due(key, table.get(key))
@@ -432,166 +374,13 @@ class Worker:
             log.info("a batch of %d link records waited for the catalog until %s",
                      len(records), ended)
 
-    async def _fire_reminders(self) -> None:
-        """Fire the reminders due on this worker's learner partitions (Faust runs this on
-        every worker, every ``interval``). The timers are in the learners' states, so they
-        survive restarts and move with their partition; the index of when each is due
-        (``ReminderIndex``) is rebuilt from the table after every rebalance, and a tick
-        touches only the learners due, in steps of at most ``WORKER_BATCH_MAX`` (the
-        table's lock is let go between steps, so batches of events go on meanwhile). A
-        reminder whose record the broker refuses for good is not marked fired and is tried
-        again ``REMINDER_RETRY_S`` later."""
-        if not self.ready():
-            return
-        table, learners = self.progress, self.learners
-        if self._reminder_index_generation != self.app.rebalancing_count:
-            self._reminder_index_generation = self.app.rebalancing_count
-            async with self._lock(table):  # no batch changes a state meanwhile
-                learners.due.clear()
-                for states in table.chunks(REINDEX_CHUNK):
-                    learners.index_reminders(states)
-                    await asyncio.sleep(0)  # the loop serves the rest between chunks
-        tried: set[str] = set()
-        while True:  # a step of at most WORKER_BATCH_MAX learners at a time
-            now_us = time.time_ns() // 1000
-            due = [key for key in self._due_reminders(now_us) if key not in tried]
-            if not due:
-                return
-            tried.update(due)
-            async with self._lock(table):
-                step = learners.fire_reminders(due, table.get, now_us)
-                dropped = await self._commit(step, (), table)
-                retry_at = now_us + int(REMINDER_RETRY_S * 1_000_000)
-                for key in dropped:
-                    learners.restore_due(key, table.get(key))
-                    if key in learners.due:
-                        learners.due[key] = max(learners.due[key], retry_at)
-            self.metrics.batch_done(step, 0, 0.0)
-
-    def _due_reminders(self, now_us: int) -> list[str]:
-        """Up to ``WORKER_BATCH_MAX`` learners whose reminder is due by ``now_us`` on the
-        learner partitions this worker owns and has caught up with; the index finds them
-        in time proportional to their number."""
-        index, limit = self.learners.due, self.settings.worker_batch_max
-        due: list[str] = []
-        for partition in self._active_partitions(self.layout.name(topics.LEARNER_EVENTS)):
-            at = index.next_due(partition)
-            if at is not None and at <= now_us and self._caught_up(partition):
-                due += index.due(partition, now_us, limit - len(due))
-                if len(due) >= limit:
-                    break
-        return due
-
-    def _caught_up(self, partition: int) -> bool:
-        """Whether this worker has applied everything its learner partition held when last
-        fetched: a reminder fires only then, so a completion already on the topic (sent
-        while the worker was down, say) cancels it rather than arriving after it. Judged by
-        the high watermark of the fetch responses (right on the embedded broker too, unlike
-        its ListOffsets answer) against the offsets processed or committed."""
-        consumer: Any = self.app.consumer  # _committed_offset: faust keeps no public one
-        for name in (topics.LEARNER_EVENTS, topics.LEARNER_REKEY):
-            tp = TP(self.layout.name(name), partition)
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception:  # not assigned (any more), or the consumer is stopping
-                return False
-            if highwater is None:
-                return False
-            done = max(self._done_offset.get((tp.topic, partition), 0),
-                       consumer._committed_offset.get(tp) or 0)
-            if done < highwater:
-                return False
-        return True
-
-    def _active_partitions(self, topic: str) -> set[int]:
-        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
-
-    async def _commit(self, step: Step, causes: Sequence[InRecord],
-                      table: StateTable | None = None) -> set[str]:
-        """Write a step: its records, then the new states (changelog, then memory), then the
-        dead letters of what could not be written; answer the keys whose new state was not
-        kept.
-
-        ``causes`` are the batch's input records (``OutRecord.cause`` and ``Step.key_of``
-        index them). A record the broker refuses for good (``streams.worker.sink``) cannot
-        be written by trying again, and the worker must not stall on it, so:
-
-        - a refused record's cause goes to ``streams.dlq`` with a reason naming the topic
-          and librdkafka's error;
-        - so does every input record whose effect is in the same key's new state, and that
-          state is not kept (the table and its changelog keep the state before the batch),
-          so that a replay of the dead letters applies them again;
-        - a new state the changelog refuses (too large) is not kept either, and the input
-          records of its key go to ``streams.dlq`` the same way.
-
-        Records the batch wrote for a cause before it failed stay written (a replay writes
-        them again, with the same ``edume-event-id``). A refused dead letter is logged and
-        dropped: its record stays at its place in its topic, which the log names."""
-        losses = Losses(step, self.layout.name(topics.STREAMS_DLQ))
-        refusals = await self.sink.write(step.outputs)
-        gone = {refusal.position for refusal in refusals}
-        written = [r for i, r in enumerate(step.outputs) if i not in gone]
-        for refusal in refusals:
-            record = step.outputs[refusal.position]
-            self._refused(record, refusal)
-            losses.output_refused(record, refusal.error_name)
-        if table is not None:
-            kept = losses.kept_states()
-            changelog = [table.changelog(k, p, v) for k, (p, v) in kept.items()]
-            for record, refusal in await self._write_changelog(changelog):
-                self._refused(record, refusal)
-                losses.state_refused(record, refusal.error_name)
-            for key, (partition, value) in kept.items():
-                if key not in losses.keys:
-                    table.put(key, partition, value)
-        letters = losses.dead_letters(causes, written)
-        if letters:
-            log.warning("%d input records go to %s: %s", len(letters), losses.dlq,
-                        "; ".join(sorted({*losses.causes.values(), *losses.keys.values()})))
-            refusals = await self.sink.write(letters)
-            for refusal in refusals:
-                record = letters[refusal.position]
-                self._refused(record, refusal)
-                log.error("the dead letter of %s was refused too (%s): that record stays only "
-                          "at its place", record.key.decode(), refusal.error_name)
-            gone = {refusal.position for refusal in refusals}
-            written += [r for i, r in enumerate(letters) if i not in gone]
-            self.metrics.dead.labels(WRITE_REFUSED).inc(len(letters) - len(gone))
-        self.metrics.wrote(written)
-        return set(losses.keys)
-
-    async def _write_changelog(self, changelog: list[OutRecord]
-                               ) -> list[tuple[OutRecord, Refusal]]:
-        """Write changelog records; answer those refused for good."""
-        if not changelog:
-            return []
-        writes = [changelog]
-        if self.settings.kafka_embedded_broker:
-            # The embedded broker answers a partition's end offset with the start of its
-            # last batch plus one, and Faust's recovery reads a changelog up to that
-            # offset. Each partition's last record goes alone, once the others are
-            # written: the last batch of every changelog partition holds one record, and
-            # recovery reads it all. A kill between the two writes leaves an end offset
-            # short of the batch's tail, but the batch is not yet acknowledged: its input
-            # comes again and writes the same states again.
-            writes = list(last_per_partition(changelog))
-        refused = []
-        for records in writes:
-            refused += [(records[r.position], r) for r in await self.sink.write(records)]
-        return refused
-
-    def _refused(self, record: OutRecord, refusal: Refusal) -> None:
-        """Note a record refused for good: logged, and shown by ``/readyz`` for a while."""
-        self.refusals.note(record.topic, refusal.error_name)
-        log.error("%s refused a record for good (%s)", record.topic, refusal.error)
-
     def _write_failed(self, kind: str, count: int) -> None:
         self.metrics.write_failures.labels(kind).inc(count)
 
     async def _policy_batch(self, events: Any) -> None:
         records = [in_record(e.message) for e in events]
         step = check_policies(records, self.layout)
-        await self._commit(step, records)
+        await self.writer.commit(step, records)
         self._processed += len(records)
         self.metrics.batch_done(step, len(events), 0.0)
 
@@ -647,7 +436,9 @@ class Worker:
         ready = self.not_ready_reason() in (None, NO_PARTITIONS)
         try:
             timeout = max(1.0, self.settings.worker_stall_timeout_s / 10)
-            self._input_was_waiting = await asyncio.wait_for(self._input_waiting(), timeout)
+            self._input_was_waiting = await asyncio.wait_for(
+                positions.input_waiting(self.app.consumer, self._input_topics,
+                                        batches_running=self._batches_running), timeout)
         except TimeoutError:  # the consumer did not answer: judge by the last answer
             log.warning("the consumer did not say where it is within %.0fs", timeout)
         tables: Any = self.app.tables  # faust's TableManager (the type says less)
@@ -662,29 +453,6 @@ class Worker:
                            processed=self._processed,
                            activity=(self._processed, reading, recovering))
 
-    async def _input_waiting(self) -> bool:
-        """Whether input waits to be processed: a batch is being handled, or an assigned
-        input partition's position is short of its end offset (asked of the broker, so
-        right even while fetching is paused; by position, so a partition ending in a
-        transaction marker is read to its end)."""
-        if self._batches_running:
-            return True
-        consumer: Any = self.app.consumer
-        tps = [tp for tp in consumer.assignment() if tp.topic in self._input_topics]
-        if not tps:
-            return False
-        ends = await consumer.highwaters(*tps)
-        for tp in tps:
-            end = ends.get(tp)
-            try:
-                position = await consumer.position(tp)
-            except Exception as exc:  # revoked meanwhile, or the consumer is stopping
-                log.debug("no position for %s: %r", tp, exc)
-                continue
-            if end is not None and position is not None and position < end:
-                return True
-        return False
-
     def table_sizes(self) -> dict[str, int]:
         return {t.name: len(t) for t in (self.catalog, self.progress, self.links_table)}
 
@@ -692,32 +460,7 @@ class Worker:
         return len(self.replica.catalog), len(self.replica.policies)
 
     def recovery_seconds(self) -> float:
-        """How long the last recovery of the tables took (0 before one finished)."""
-        tables: Any = self.app.tables
-        recovery = tables.recovery
-        started = getattr(recovery, "_recovery_started_at", None)
-        ended = getattr(recovery, "_recovery_ended_at", None)
-        return float(ended - started) if started and ended and ended >= started else 0.0
+        return positions.recovery_seconds(self.app.tables)
 
     def lag(self) -> list[tuple[str, int, int]]:
-        """(topic, partition, records not processed yet) per assigned input partition: the
-        high watermark of the last fetch minus the offset below which every record was
-        processed (the guard's commit point, ``transport._Consumer.input_position``).
-        Records fetched and not delivered, and records read again after a seek back,
-        count until they are processed; a partition not fetched yet counts from its
-        committed offset."""
-        consumer: Any = self.app.consumer  # a transport._Consumer
-        inputs = self._input_topics
-        out = []
-        for tp in consumer.assignment():
-            if tp.topic not in inputs:
-                continue
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception as exc:  # the consumer is starting or stopping
-                log.debug("no high watermark for %s: %r", tp, exc)
-                continue
-            if highwater is not None:
-                done = consumer.input_position(tp) or 0
-                out.append((tp.topic, tp.partition, max(0, highwater - done)))
-        return out
+        return positions.lag(self.app.consumer, self._input_topics)

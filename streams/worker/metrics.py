@@ -167,6 +167,9 @@ class WorkerMetrics:
         sensors.add(self.rebalances)
         registry.register(_Live(figures, self.rebalances))
 
+    def dead_letters(self, reason: str, count: int) -> None:
+        self.dead.labels(reason).inc(count)
+
     def task_restarted(self, task: str) -> None:
         self.task_restarts.labels(task).inc()
 

@@ -206,7 +206,7 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
         self.reminder_after_us = int((reminder_after_s or 0) * 1_000_000)
         self.due = ReminderIndex(self._table_partitions)
         """The next reminder due per learner whose state this processor last encoded:
-        the shell's timer index (see ``Worker._fire_reminders``)."""
+        the shell's timer index (see ``streams.worker.timer``)."""
 
     def new_state(self, key: str) -> LearnerState:
         return LearnerState(int(key))

@@ -83,7 +83,8 @@ def test_the_worker_s_parts_do_not_import_its_shell() -> None:
     """``metrics`` and ``web`` take narrow interfaces (protocols) rather than ``Worker``: no
     import circle, not even one only the type checker follows."""
     for name in ("metrics.py", "web.py", "processing.py", "links.py", "health.py",
-                 "reminders.py", "sink.py", "tables.py", "replica.py", "transport.py"):
+                 "reminders.py", "sink.py", "tables.py", "replica.py", "transport.py",
+                 "writes.py", "timer.py", "positions.py"):
         imported = imported_modules(PACKAGE / "worker" / name)
         assert "streams.worker.app" not in imported, name
 
@@ -113,3 +114,11 @@ def test_the_folders_show_the_architecture() -> None:
                 if name == "streams" or not name.startswith("streams"):
                     continue
                 assert name.startswith(prefixes), f"{source.relative_to(PACKAGE)} imports {name}"
+
+
+def test_test_modules_have_unique_names() -> None:
+    """The test folders are not packages: pytest imports each test module by its file name,
+    so two of one name in different folders stop the whole run at collection."""
+    tests = PACKAGE.parent / "tests"
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

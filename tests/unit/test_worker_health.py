@@ -27,13 +27,14 @@ from streams.kafka.clients import KafkaConnection
 from streams.kafka.publisher import Delivery, Publisher, record_error
 from streams.settings import Settings
 from streams.worker import replica as replica_module
-from streams.worker.app import WORKER_PRODUCER_CONFIG, Losses, Worker, wait_for_catalog
+from streams.worker.app import WORKER_PRODUCER_CONFIG, Worker, wait_for_catalog
 from streams.worker.health import Backoff, RecentRefusals, StallDetector, supervise
 from streams.worker.links import CATALOG_BUILD_WAIT_S, CATALOG_GRACE_S, record_age_ms
 from streams.worker.processing import check_policies
 from streams.worker.replica import Replica, _at_highwater
 from streams.worker.run import data_directory
 from streams.worker.sink import Sink
+from streams.worker.writes import Losses
 from tests.unit.test_worker_processing import (
     LAYOUT,
     Store,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from faust.types import TP
 
 from streams.core.records import OutRecord
-from streams.worker.app import last_per_partition
 from streams.worker.transport import _DeliverEverything
+from streams.worker.writes import last_per_partition
 
 
 def _out(partition: int, key: bytes) -> OutRecord:
