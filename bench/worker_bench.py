@@ -107,7 +107,7 @@ from bench.workloads import (  # noqa: E402
     onboarding,
     tenths,
 )
-from streams import topics  # noqa: E402
+from streams.core import topics  # noqa: E402
 from streams.core.clock import rfc3339  # noqa: E402
 from streams.core.topics import TopicSpec  # noqa: E402
 from streams.kafka.admin import ensure_topics, partitions_of  # noqa: E402

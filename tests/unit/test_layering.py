@@ -122,3 +122,17 @@ def test_test_modules_have_unique_names() -> None:
     tests = PACKAGE.parent / "tests"
     names = [p.name for p in tests.rglob("test_*.py")]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_what_the_benchmarks_import_exists() -> None:
+    """The benchmarks are not imported by the tests: their imports of the project are
+    checked here, so that a module moved or renamed does not break ``make bench``."""
+    import importlib
+
+    for script in sorted((PACKAGE.parent / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("streams"):
+                module = importlib.import_module(str(node.module))
+                for alias in node.names:
+                    assert hasattr(module, alias.name) or importlib.util.find_spec(
+                        f"{node.module}.{alias.name}"), f"{script.name}: {node.module}.{alias.name}"
