@@ -16,6 +16,7 @@ from schemas.outputs import LinkIssue, LinkRequest
 from streams.core import topics
 from streams.core.clock import rfc3339
 from streams.core.records import InRecord, Layout, OutRecord, dead_letter, partition_for
+from streams.core.state.common import short_id
 from streams.core.state.links import (
     LinkState,
     decide_link,
@@ -196,10 +197,11 @@ class LinkProcessor:
                 step.rekeyed += 1
             return None
         state = state_of(ext)
-        if state.applied.seen(rid):
+        short = short_id(rid)
+        if state.applied.seen(rid, short):
             step.repeats += 1
             return None
-        state.applied.note(rid)
+        state.applied.note(rid, short)
         issue = issue_for_request(read, rid)
         if isinstance(issue, str):
             shown_request = orjson.loads(record.value or b"{}")
@@ -232,16 +234,19 @@ class LinkProcessor:
             return None
         iid = record.event_id() or hashlib.sha256(record.value or b"").hexdigest()
         state = state_of(ext)
-        if state.applied.seen(iid):
+        short = short_id(iid)
+        if state.applied.seen(iid, short):
             step.repeats += 1
             return None
-        self._decide(issue, iid, record.timestamp_ms, record.received_at(), state, step)
+        self._decide(issue, iid, record.timestamp_ms, record.received_at(), state, step,
+                     short=short)
         return ext
 
     def _decide(self, issue: LinkIssue, iid: str, issued_at_ms: int, received_at: bytes,
-                state: LinkState, step: Step) -> None:
-        """Sign the link an issue-link event asks for (or reject it), once per its id."""
-        state.applied.note(iid)
+                state: LinkState, step: Step, *, short: str = "") -> None:
+        """Sign the link an issue-link event asks for (or reject it), once per its id
+        (``short``: its short id, if known)."""
+        state.applied.note(iid, short)
         if issue.userId is not None:
             state.user_id = issue.userId
         output = decide_link(issue, iid, self.replica.catalog, base_url=self.base_url,

@@ -182,7 +182,7 @@ class CourseProcessor(_KeyedProcessor[CourseEntry]):
         return encode_course(state)
 
     def seen(self, state: CourseEntry, meta: Meta) -> bool:
-        return state.applied.seen(meta.event_id)
+        return state.applied.seen(meta.event_id, meta.short)
 
     def apply(self, state: CourseEntry, webhook: Webhook) -> list[Output]:
         event: CourseEvent = webhook.event
@@ -215,7 +215,7 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
         return decode_learner(data)
 
     def seen(self, state: LearnerState, meta: Meta) -> bool:
-        return state.applied.seen(meta.event_id)
+        return state.applied.seen(meta.event_id, meta.short)
 
     def encode(self, state: LearnerState) -> bytes:
         if self.links:

@@ -252,8 +252,13 @@ async def test_a_worker_whose_batch_always_fails_fails_its_liveness_check(
                            extra_env={"WORKER_STALL_TIMEOUT": "6s"}).start()
     try:
         await worker.wait_ready(90)
-        # Idle past the timeout: alive.
+        # Idle past the timeout (from when its last event was applied): alive.
         publish(cluster.bootstrap, prefix, learner_story(7, [5], [], group=1))
+
+        async def applied() -> bool:
+            return (await worker.get("/learners/7/progress"))[0] == 200
+
+        assert await eventually(applied), worker.log_text()[-3000:]
         await asyncio.sleep(8)
         assert await worker.get("/healthz") == (200, {"status": "ok"})
 

@@ -122,7 +122,7 @@ def _value(register: Stamped | None) -> Any:
 
 def apply_course_event(entry: CourseEntry, event: CourseEvent, meta: Meta) -> bool:
     """Fold one course event into ``entry``; False (and nothing changes) for a repeat."""
-    if entry.applied.seen(meta.event_id):
+    if entry.applied.seen(meta.event_id, meta.short):
         return False
     meta = meta.versioned(RANK[type(event)])
     entry.applied.note(meta.event_id, meta.short)

@@ -51,12 +51,12 @@ class Meta(NamedTuple):
     rank: int = 0
     """The event's place among events of the same timestamp (set by its reducer)."""
     short: str = ""
-    """``short_id(event_id)``, once a reducer has computed it (``versioned``)."""
+    """``short_id(event_id)`` (``meta_of`` computes it once per event)."""
 
     def versioned(self, rank: int) -> Meta:
         """This event's meta with its rank and short id: what its registers are stamped
         with."""
-        return self._replace(rank=rank, short=short_id(self.event_id))
+        return self._replace(rank=rank, short=self.short or short_id(self.event_id))
 
 
 class Stamped(NamedTuple):
@@ -150,12 +150,13 @@ class Applied:
     def __repr__(self) -> str:
         return f"Applied(count={self.count}, recent={len(self.recent)} ids)"
 
-    def seen(self, event_id: str) -> bool:
-        """Whether ``event_id`` is among the latest ids applied."""
+    def seen(self, event_id: str, short: str = "") -> bool:
+        """Whether ``event_id`` is among the latest ids applied; ``short``: its short id,
+        if known."""
         index = self._index
         if index is None:
             index = self._index = set(self.recent)
-        return short_id(event_id) in index
+        return (short or short_id(event_id)) in index
 
     def note(self, event_id: str, short: str = "") -> None:
         """Count an event applied and remember its id (forgetting the oldest); ``short``:
@@ -196,8 +197,8 @@ def parse_timestamp(text: str) -> int:
 
 
 def meta_of(event_id: str, timestamp: str) -> Meta:
-    """The reducers' view of an event: its id and its parsed time."""
-    return Meta(event_id, parse_timestamp(timestamp), timestamp)
+    """The reducers' view of an event: its id, its short id and its parsed time."""
+    return Meta(event_id, parse_timestamp(timestamp), timestamp, short=short_id(event_id))
 
 
 def derived_id(cause_id: str, kind: str, subject: str) -> str:

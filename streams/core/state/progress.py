@@ -205,7 +205,7 @@ def _surveys_view(surveys: dict[int, Stamped]) -> list[dict[str, Any]]:
 
 def apply_learner_event(state: LearnerState, event: LearnerEvent, meta: Meta) -> bool:
     """Fold one learner event into ``state``; False (and nothing changes) for a repeat."""
-    if state.applied.seen(meta.event_id):
+    if state.applied.seen(meta.event_id, meta.short):
         return False
     meta = meta.versioned(RANK[type(event)])
     state.applied.note(meta.event_id, meta.short)
