@@ -223,7 +223,9 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
         return encode_learner(state)
 
     def _note_due(self, key: str, state: LearnerState) -> None:
-        due = next_due(state)
+        self._set_due(key, next_due(state))
+
+    def _set_due(self, key: str, due: int | None) -> None:
         if due is None:
             self.due.pop(key, None)
         else:
@@ -238,11 +240,7 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
     def restore_due(self, key: str, raw: bytes | None) -> None:
         """Index ``key``'s next reminder from its stored state ``raw`` (None: no state): after
         a recovery, and when a new state computed for the key was not kept."""
-        due = next_reminder_due(raw) if raw else None
-        if due is None:
-            self.due.pop(key, None)
-        else:
-            self.due[key] = due
+        self._set_due(key, next_reminder_due(raw) if raw else None)
 
     def apply(self, state: LearnerState, webhook: Webhook) -> list[Output]:
         event: LearnerEvent = webhook.event
