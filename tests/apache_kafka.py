@@ -412,9 +412,17 @@ class KafkaCluster:
 
 
 def _cluster_id() -> str:
+    """A random KRaft cluster id that the storage tool's argument parser takes.
+
+    One id in 64 would start with "-" in URL-safe base64, and ``format -t -x...`` reads that
+    as an option; Kafka's own ``Uuid.randomUuid`` skips such ids for the same reason.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 _LOG4J = """\
