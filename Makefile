@@ -9,7 +9,9 @@ LOCK   := requirements.lock
 
 # Demo credentials for `make run` only; set the variables to override them.
 DEMO_ENV := EDUME_WEBHOOK_SECRETS="$${EDUME_WEBHOOK_SECRETS:-demo-webhook-secret}" \
-            EDUME_LINK_SECRET="$${EDUME_LINK_SECRET:-demo-link-secret}"
+            EDUME_LINK_SECRET="$${EDUME_LINK_SECRET:-demo-link-secret}" \
+            WORKER_API_TOKENS="$${WORKER_API_TOKENS:-demo-api-token}" \
+            WORKER_LINK_TOKENS="$${WORKER_LINK_TOKENS:-demo-link-token}"
 
 .PHONY: run test bench lint lock clean
 

@@ -241,6 +241,7 @@ def worker_env(bootstrap: str, prefix: str, port: int, extra: dict[str, str],
                WORKER_WEB_PORT=str(port),
                KAFKA_EMBEDDED_BROKER="true" if embedded else "false",
                EDUME_WEBHOOK_SECRETS=SECRET, EDUME_LINK_SECRET="bench-link-secret",
+               WORKER_API_TOKENS="bench-api-token",
                LOG_LEVEL="WARNING")
     env.update(extra)
     return env

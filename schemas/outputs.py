@@ -4,15 +4,16 @@ Each model is the contract of one topic's value: the workers build their records
 these models, and ``edume-streams schemas`` writes their JSON Schemas for platform teams.
 Unlike the webhook models, these are closed where edume-streams writes them (a producer's
 bug is a test failure, not a silent extra field) and strict (ids are JSON integers).
-``training.policies`` and ``links.requests`` are written by people and other programs:
-their models ignore unknown fields so that a newer writer does not break an older worker.
+``training.policies``, ``catalog.imports`` and ``links.requests`` are written by people and
+other programs: their models ignore unknown fields so that a newer writer does not break an
+older worker.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from schemas.common import MAX_EXTERNAL_ID, ExternalId, Id
 
@@ -41,6 +42,74 @@ class TrainingPolicy(_Accepted):
     groupIds: list[Id] | None = Field(
         description="the groups the course is mandatory for; null means every group"
     )
+    teamId: Id | None = Field(
+        default=None,
+        description="the team assignment and reminder links put the learner in (eduMe's "
+                    "g: the team the learner joins by clicking); null: the course's only "
+                    "team")
+
+
+class CatalogImport(_Accepted):
+    """``catalog.imports`` (compacted), keyed by courseId: a course that existed before the
+    webhooks were turned on, as ``edume-streams catalog import`` read it from a file. The
+    catalog folds it as a course event stamped ``importedAt`` that lists all the course's
+    teams: a later eduMe event wins over it, an earlier one loses, and at the same instant
+    every eduMe event wins."""
+
+    CANONICAL_TYPE: ClassVar[str] = "catalog.import"
+
+    courseId: Id
+    courseKey: str | None = Field(
+        description="eduMe's key of the course, as course webhooks carry it; null: not known "
+                    "(the catalog keeps what the course's events say)")
+    groupId: Id = Field(description="the group the course is in")
+    teamIds: list[Id] = Field(description="every team the course is assigned to")
+    moduleIds: list[Id] | None = Field(
+        description="the course's modules, in order; null: not known (the catalog keeps what "
+                    "the course's events say)")
+    published: StrictBool
+    deleted: StrictBool = Field(description="true: the course is deleted, for good")
+    importedAt: str = Field(
+        description="the time the file describes the courses at (RFC 3339 UTC): the import's "
+                    "place among the course's eduMe events")
+
+
+class Erasure(_Accepted):
+    """``privacy.erasures`` (compacted), keyed ``user/{userId}`` or
+    ``external/{externalUserId}``: a learner to erase. The workers drop what they keep about
+    the learner and ignore the learner's events stamped before ``requestedAt``."""
+
+    userId: Id | None = Field(default=None, description="the learner's eduMe userId")
+    externalUserId: ExternalId | None = Field(
+        default=None, description="the learner's external user id (eduMe's eId)")
+    requestedAt: str = Field(description="when the erasure was asked for (RFC 3339 UTC)")
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> Erasure:
+        if (self.userId is None) == (self.externalUserId is None):
+            raise ValueError("name the learner by exactly one of userId and externalUserId")
+        return self
+
+
+class TrainingEvidence(_Produced):
+    """``training.evidence`` (compacted), keyed ``{userId}/{courseId}``: the proof of a course
+    completion, the eduMe event that completed the course exactly as it was published."""
+
+    userId: Id
+    courseId: Id
+    completedAt: str = Field(description="when the course was completed, as eduMe sent it")
+    eventId: str = Field(pattern="^[0-9a-f]{64}$",
+                         description="the completing event's edume-event-id")
+    event: str = Field(description="the completing event's exact published value (its "
+                                   "JSON.stringify form, the bytes eduMe signed)")
+    signature: str | None = Field(
+        pattern="^[0-9a-f]{64}$",
+        description="the HMAC-SHA256 the ingress verified, lowercase hex; null: the event was "
+                    "authenticated by a bearer token, not signed")
+    receivedAt: str | None = Field(description="when the ingress received it (RFC 3339 UTC)")
+    topic: str = Field(description="where the event is: topic, partition, offset")
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
 
 
 class MandatoryCompleted(_Produced):
@@ -111,6 +180,12 @@ class LinkIssued(_Produced):
     teamIds: list[Id] = Field(description="every team the link names (its g parameter)")
     reason: LinkReason
     issuedAt: str = Field(description="RFC 3339 UTC")
+    requestId: str | None = Field(
+        description="for a link a request asked for: the request's edume-event-id (or the "
+                    "SHA-256 of its value when it had none); null for assignment and "
+                    "reminder links")
+    note: str | None = Field(
+        description="the request's own reason text, as it was sent; null when it had none")
 
 
 class LinkRejected(_Produced):

@@ -15,6 +15,7 @@ the secret lists are comma-separated rather than JSON, and the mapping is one ta
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -47,7 +48,10 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "EDUME_LINK_BASE_URL": "link_base_url",
     "INGRESS_HOST": "ingress_host",
     "INGRESS_PORT": "ingress_port",
+    "INGRESS_MAX_CONCURRENT_REQUESTS": "ingress_max_concurrent_requests",
     "WORKER_WEB_PORT": "worker_web_port",
+    "WORKER_API_TOKENS": "worker_api_tokens",
+    "WORKER_LINK_TOKENS": "worker_link_tokens",
     "MAX_BODY_BYTES": "max_body_bytes",
     "KAFKA_ENABLE_IDEMPOTENCE": "kafka_enable_idempotence",
     "KAFKA_LINGER_MS": "kafka_linger_ms",
@@ -85,12 +89,14 @@ ENV_VARS: Final[Mapping[str, str]] = {
 
 _VAR_BY_FIELD: Final = {name: var for var, name in ENV_VARS.items()}
 _SECRETS: Final = frozenset({"webhook_secrets", "webhook_bearer_tokens", "link_secret",
+                             "worker_api_tokens", "worker_link_tokens",
                              "kafka_sasl_password", "kafka_ssl_key_password"})
 SECRET_VARS: Final = tuple(var for var, name in ENV_VARS.items() if name in _SECRETS)
 """Secrets that can also be given as ``NAME_FILE``: a path whose content is the value."""
 SECRET_FILE_VARS: Final = {f"{var}_FILE": var for var in SECRET_VARS}
 """``NAME_FILE`` -> ``NAME`` for every secret."""
 _LOG_LEVELS: Final = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_TOKEN: Final = re.compile(r"[!-~]+")
 
 
 def _bootstrap_pairs(servers: str) -> list[tuple[str, int]]:
@@ -161,6 +167,14 @@ class Settings(BaseModel):
     ingress_host: str = "127.0.0.1"
     ingress_port: int = Field(default=8080, ge=0, le=65535)
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
+    worker_api_tokens: tuple[str, ...] = Field(default=(), repr=False)
+    """Bearer tokens for the query API's data endpoints (any one is accepted: rotation);
+    the worker refuses to start without one. The workers also derive from them the key
+    that authenticates a request one worker forwards to another (``streams.worker.auth``),
+    so every worker of a group needs a token in common with every other."""
+    worker_link_tokens: tuple[str, ...] = Field(default=(), repr=False)
+    """Bearer tokens that may also read signed link URLs (a link is a login credential);
+    other tokens see links without ``url``."""
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     # Beyond the contract: operational knobs with production defaults.
     kafka_enable_idempotence: bool = True
@@ -168,6 +182,10 @@ class Settings(BaseModel):
     publish_timeout_s: float = Field(default=5.0, ge=0.1)
     retry_after_s: int = Field(default=5, ge=1)
     request_timeout_s: float = Field(default=10.0, ge=0.1)
+    ingress_max_concurrent_requests: int = Field(default=128, ge=1)
+    """Webhook requests one ingress process handles at once (body read, verification,
+    publish); one more is answered 503 with ``Retry-After`` before its body is read. Each
+    may hold up to ``MAX_BODY_BYTES`` of body: 128 MiB at most with the defaults."""
     max_json_depth: int = Field(default=32, ge=2)
     dedup_capacity: int = Field(default=200_000, ge=2)
     dedup_ttl_s: float = Field(default=86_400.0, ge=1)
@@ -256,7 +274,8 @@ class Settings(BaseModel):
             return value
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("webhook_secrets", "webhook_bearer_tokens", mode="before")
+    @field_validator("webhook_secrets", "webhook_bearer_tokens", "worker_api_tokens",
+                     "worker_link_tokens", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         """``"a, b,,"`` or ``("a", "b")``: blanks around and between entries are dropped."""
@@ -268,6 +287,15 @@ class Settings(BaseModel):
                 for v in value
                 if not (isinstance(v, str) and not v.strip())
             )
+        return value
+
+    @field_validator("worker_api_tokens", "worker_link_tokens")
+    @classmethod
+    def _bearer_tokens(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """A token travels in an ``Authorization: Bearer`` header: visible ASCII, no blank
+        (the value is never repeated in the error)."""
+        if not all(_TOKEN.fullmatch(token) for token in value):
+            raise ValueError("entries must be visible ASCII characters (no spaces)")
         return value
 
     @field_validator("reminder_after_s", "worker_stall_timeout_s", "max_clock_skew_s",
@@ -399,6 +427,14 @@ class Settings(BaseModel):
             raise ConfigurationError(
                 "set EDUME_LINK_SECRET (the seamless-link signing secret from eduMe's "
                 "company settings); the worker issues signed links and cannot without it"
+            )
+
+    def require_worker_api_tokens(self) -> None:
+        """The query API must not start open: it serves learners' progress and links."""
+        if not self.worker_api_tokens:
+            raise ConfigurationError(
+                "set WORKER_API_TOKENS (comma-separated bearer tokens for the worker's query "
+                "API); the worker does not serve learners' data without one"
             )
 
     def require_webhook_auth(self) -> None:

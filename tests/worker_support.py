@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from confluent_kafka import Producer
+from multidict import CIMultiDict
 
 from schemas import WEBHOOK_ADAPTER
 from streams.core import headers, topics
@@ -45,6 +46,17 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 30.
 
 
 LINK_SECRET = "worker-test-link-secret"
+API_TOKEN = "worker-test-api-token"
+"""The token ``WorkerProcess.get`` sends by default (``WORKER_API_TOKENS``): links without
+their URLs."""
+NEXT_API_TOKEN = "worker-test-api-token-next"
+"""A second ``WORKER_API_TOKENS`` token, as during a rotation."""
+LINK_TOKEN = "worker-test-link-token"
+"""``WORKER_LINK_TOKENS``: links with their signed URLs."""
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def worker_env(bootstrap: str, prefix: str, port: int, *, embedded: bool = True,
@@ -62,6 +74,8 @@ def worker_env(bootstrap: str, prefix: str, port: int, *, embedded: bool = True,
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
         EDUME_LINK_SECRET=LINK_SECRET,
+        WORKER_API_TOKENS=f"{API_TOKEN},{NEXT_API_TOKEN}",
+        WORKER_LINK_TOKENS=LINK_TOKEN,
     )
     env.update(extra)
     return env
@@ -121,15 +135,24 @@ class WorkerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    async def get(self, path: str) -> tuple[int, Any]:
+    async def get(self, path: str, token: str | None = API_TOKEN) -> tuple[int, Any]:
+        """``GET path`` with ``Authorization: Bearer token`` (``None``: no header); the
+        status and the body (parsed when JSON)."""
+        status, _, body = await self.request(path, bearer(token) if token else {})
+        return status, body
+
+    async def request(self, path: str, headers: Mapping[str, str]
+                      ) -> tuple[int, CIMultiDict[str], Any]:
+        """``GET path`` with exactly these headers: the status, headers (any case) and body."""
         async with aiohttp.ClientSession() as http, http.get(
-            self.url + path, timeout=aiohttp.ClientTimeout(total=10)
+            self.url + path, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
         ) as r:
             body = await r.read()
+            answer_headers = CIMultiDict(r.headers)
             try:
-                return r.status, json.loads(body)
+                return r.status, answer_headers, json.loads(body)
             except ValueError:
-                return r.status, body.decode(errors="replace")
+                return r.status, answer_headers, body.decode(errors="replace")
 
     async def wait_ready(self, timeout_s: float = 60.0) -> float:
         """Seconds until /readyz answers 200."""

@@ -17,6 +17,10 @@ EVENT_TYPE: Final = "edume-event-type"
 RECEIVED_AT: Final = "edume-received-at"
 """When the ingress received the webhook, RFC 3339 UTC with milliseconds."""
 
+SIGNATURE: Final = "edume-signature"
+"""Events the ingress verified by their signature: the verified HMAC-SHA256, lowercase hex
+(absent for an event authenticated by a bearer token)."""
+
 DLQ_REASON: Final = "edume-dlq-reason"
 """Dead-letter records only: why the record is there."""
 

@@ -15,12 +15,15 @@ COURSE_EVENTS = "edume.course.events"
 LEARNER_EVENTS = "edume.learner.events"
 WEBHOOKS_DLQ = "edume.webhooks.dlq"
 TRAINING_POLICIES = "training.policies"
+CATALOG_IMPORTS = "catalog.imports"
 MANDATORY_COMPLETED = "training.mandatory.completed"
 LINK_REQUESTS = "links.requests"
 LINK_ISSUE = "links.issue"
 LINK_ISSUED = "links.issued"
 LINK_REJECTED = "links.rejected"
 STREAMS_DLQ = "streams.dlq"
+PRIVACY_ERASURES = "privacy.erasures"
+TRAINING_EVIDENCE = "training.evidence"
 # Internal: the workers' table changelogs and the topics they re-key misplaced records to.
 CATALOG_CHANGELOG = "edume-streams.catalog.changelog"
 PROGRESS_CHANGELOG = "edume-streams.progress.changelog"
@@ -103,6 +106,19 @@ CATALOG: tuple[TopicSpec, ...] = (
         partitions=4,
         compacted=True,
     ),
+    # Courses that predate the webhooks (`edume-streams catalog import`), folded by the
+    # course agent: co-partitioned with the course events (see COPARTITIONED). Compacted, as
+    # a record is a course's state rather than an event: the latest per course is all that
+    # matters, the topic stays a record per course, and a catalog rebuilt from its topics
+    # (changelogs deleted) still finds the courses no eduMe event will ever bring back, long
+    # after the course events' retention has passed.
+    TopicSpec(
+        CATALOG_IMPORTS,
+        "courseId, decimal string",
+        "a course that predates the webhooks, folded as an event stamped importedAt",
+        partitions=4,
+        compacted=True,
+    ),
     TopicSpec(
         MANDATORY_COMPLETED,
         "eduMe userId",
@@ -120,6 +136,22 @@ CATALOG: tuple[TopicSpec, ...] = (
         partitions=1,
         retention_ms=4 * _WEEK_MS,
         configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
+    ),
+    TopicSpec(
+        TRAINING_EVIDENCE,
+        "{userId}/{courseId}",
+        "the proof of a course completion: the completing event as published, its "
+        "signature and place",
+        partitions=8,
+        compacted=True,
+        configs={"max.message.bytes": WEBHOOK_MAX_MESSAGE_BYTES},
+    ),
+    TopicSpec(
+        PRIVACY_ERASURES,
+        "user/{userId} or external/{externalUserId}",
+        "a learner erased, and when the erasure was asked for",
+        partitions=1,
+        compacted=True,
     ),
     # A changelog has the partitions of the topic its table is keyed like (co-partitioning:
     # a table's partition p lives with the events of partition p), and is compacted.
@@ -168,7 +200,7 @@ def prefixed(name: str, prefix: str) -> str:
 
 
 COPARTITIONED = (
-    (COURSE_EVENTS, COURSE_REKEY, CATALOG_CHANGELOG),
+    (COURSE_EVENTS, COURSE_REKEY, CATALOG_IMPORTS, CATALOG_CHANGELOG),
     (LEARNER_EVENTS, LEARNER_REKEY, PROGRESS_CHANGELOG),
     (LINK_REQUESTS, LINK_ISSUE, LINK_REKEY, LINKS_CHANGELOG),
 )

@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from streams.core.errors import EdumeStreamsError
@@ -160,9 +160,78 @@ def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
         groups = parse_groups(args.groups)
     except ValueError as exc:
         raise EdumeStreamsError(str(exc)) from None
-    value = TrainingPolicy(courseId=course_id, mandatory=True, groupIds=groups)
+    value = TrainingPolicy(courseId=course_id, mandatory=True, groupIds=groups,
+                           teamId=args.team_id)
     write_policy(settings, course_id, value)
-    print(describe(Policy(course_id, True, None if groups is None else frozenset(groups))))
+    print(describe(Policy(course_id, True, None if groups is None else frozenset(groups),
+                          args.team_id)))
+    return 0
+
+
+def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
+    """``catalog import FILE``: see ``streams.tools.catalog_import``."""
+    from streams.tools.catalog_import import run_import
+
+    return run_import(settings, args.file, as_of_ms=args.as_of, dry_run=args.dry_run,
+                      out=sys.stdout, err=sys.stderr)
+
+
+def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.core.clock import rfc3339
+    from streams.core.erasures import EXTERNAL, USER, erasure_of
+    from streams.tools.forget import forget, remains
+
+    kind, subject = ((USER, args.user_id) if args.user_id is not None
+                     else (EXTERNAL, args.external_user_id))
+    try:
+        erasure = erasure_of(kind, subject, int(time.time() * 1000))
+    except ValueError as exc:
+        raise EdumeStreamsError(str(exc)) from None
+    named = (f"learner {erasure.subject}" if kind == USER
+             else f"external user {erasure.subject!r}")
+    print(f"erasing {named} ({erasure.key.decode()}, asked for at {erasure.requested_at}) ...")
+    outcome = run(forget(settings, erasure, args.timeout))
+    for applied, partition in outcome.applied.items():
+        what = "progress" if applied.kind == USER else "links"
+        derived = "" if applied == erasure else " (derived by its owner)"
+        print(f"  {applied.key.decode()}: {what} dropped, tombstone on changelog "
+              f"partition {partition}{derived}")
+    if outcome.awaited:
+        waiting = ", ".join(sorted(e.key.decode() for e in outcome.awaited))
+        print(f"edume-streams forget: no worker confirmed {waiting} within {args.timeout:.0f}s. "
+              "The erasure is recorded on privacy.erasures: the workers apply it when they "
+              "run (start them, or check their logs), and run this again to confirm.",
+              file=sys.stderr)
+        return 1
+    print("left on topics that are not compacted, until their retention removes it "
+          "(at the latest):")
+    for left in run(remains(settings, int(time.time() * 1000))):
+        if left.until_ms is None:
+            print(f"  {left.topic}: kept for ever (retention.ms -1)")
+        else:
+            days = (left.retention_ms or 0) / 86_400_000
+            print(f"  {left.topic}: until {rfc3339(left.until_ms)} (retention {days:g}d)")
+    print("events of this learner stamped before the erasure are ignored from now on")
+    return 0
+
+
+def cmd_evidence(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.tools.evidence import proofs, read_evidence, write_csv
+
+    found = run(read_evidence(settings.kafka, settings.topic_prefix, args.user_id,
+                              args.course_id))
+    checked = proofs(found, list(settings.webhook_secrets))
+    for proof in checked:
+        print(proof.line())
+    if args.csv is not None:
+        with open(args.csv, "w", newline="", encoding="utf-8") as out:
+            write_csv(out, checked)
+    which = "" if args.course_id is None else f" of course {args.course_id}"
+    print(f"{len(checked)} completion(s){which} with their proof for learner {args.user_id}"
+          + (f", written to {args.csv}" if args.csv else ""), file=sys.stderr)
+    if not settings.webhook_secrets and any(p.evidence.signature for p in checked):
+        print("EDUME_WEBHOOK_SECRETS is not set: no signature could be checked",
+              file=sys.stderr)
     return 0
 
 
@@ -276,22 +345,46 @@ def cmd_read(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _since(text: str) -> int:
-    from streams.core.dlq_plan import parse_time
+def _time_flag(flag: str) -> Callable[[str], int]:
+    """An argument type for ``flag``: an RFC 3339 time or a date, as epoch milliseconds."""
 
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"--since takes an RFC 3339 time (2026-01-02T03:04:05Z) or a date "
-            f"(2026-01-02): {exc}"
-        ) from None
+    def parse(text: str) -> int:
+        from streams.core.dlq_plan import parse_time
+
+        try:
+            return parse_time(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes an RFC 3339 time (2026-01-02T03:04:05Z) or a date "
+                f"(2026-01-02): {exc}"
+            ) from None
+
+    return parse
+
+
+_since = _time_flag("--since")
+_as_of = _time_flag("--as-of")
 
 
 def _course_id(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise argparse.ArgumentTypeError(f"COURSE_ID must be a decimal id, got {text!r}")
     return int(text)
+
+
+def _id_flag(flag: str, what: str) -> Callable[[str], int]:
+    """An argument type for ``flag``: one eduMe id (1 to 2^53 - 1)."""
+
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 2**53 - 1:
+            raise argparse.ArgumentTypeError(f"{flag} takes {what}, got {text!r}")
+        return int(text)
+
+    return parse
+
+
+_user_id = _id_flag("--user-id", "an eduMe userId")
+_team_id = _id_flag("--team-id", "one team id (a positive integer)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,9 +437,45 @@ def build_parser() -> argparse.ArgumentParser:
     policy_set.add_argument(
         "--groups", metavar="N,N", help="only for these groups (default: every group)"
     )
+    policy_set.add_argument(
+        "--team-id", type=_team_id, metavar="T",
+        help="the team assignment and reminder links put the learner in (default: the "
+             "course's only team)")
     policy_unset = policy_sub.add_parser("unset", help="remove a course's policy")
     policy_unset.add_argument("course_id", type=_course_id, metavar="COURSE_ID")
     policy_sub.add_parser("list", help="print every course's policy")
+    catalog = sub.add_parser("catalog", help="import courses that predate the webhooks")
+    catalog_sub = catalog.add_subparsers(dest="action", required=True, metavar="ACTION")
+    catalog_import = catalog_sub.add_parser(
+        "import",
+        help="publish courses from a JSON-lines file on catalog.imports",
+        description="Read JSON lines, one course each (courseId, courseKey, groupId, teamIds, "
+        "moduleIds, published, deleted), and publish them on catalog.imports, keyed by "
+        "courseId. Every line is checked first: a bad line is reported by its number and "
+        "then nothing is published (exit 1). The catalog folds each course as an eduMe "
+        "course event stamped importedAt: later eduMe events win over it.",
+    )
+    catalog_import.add_argument("file", metavar="FILE", help="the JSON-lines file; - reads "
+                                "standard input")
+    catalog_import.add_argument(
+        "--as-of", type=_as_of, metavar="TIME",
+        help="importedAt: the time the file describes the courses at (the export's time), "
+        "RFC 3339 with an offset or a date; default now. Not in the future",
+    )
+    catalog_import.add_argument("--dry-run", action="store_true",
+                                help="check the file and report; publish nothing")
+    forget_cmd = sub.add_parser(
+        "forget", help="erase a learner: their state, links and evidence on every worker")
+    who = forget_cmd.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user-id", metavar="N", help="the learner's eduMe userId")
+    who.add_argument("--external-user-id", metavar="X", help="the learner's external user id")
+    forget_cmd.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                            help="how long to wait for the workers (default 120)")
+    evidence = sub.add_parser(
+        "evidence", help="a learner's course completions with their proof, checked again")
+    evidence.add_argument("--user-id", type=_user_id, required=True, metavar="N")
+    evidence.add_argument("--course-id", type=_course_id, metavar="C")
+    evidence.add_argument("--csv", metavar="FILE", help="also write the proofs as CSV")
     send = sub.add_parser("send", help="sign JSON webhook files and POST them to the ingress")
     send.add_argument("files", nargs="+", metavar="FILE")
     send.add_argument("--url", help="ingress URL (default from INGRESS_HOST/INGRESS_PORT)")
@@ -393,6 +522,9 @@ COMMANDS = {
     "topics": cmd_topics,
     "dlq": cmd_dlq,
     "policy": cmd_policy,
+    "catalog": cmd_catalog,
+    "forget": cmd_forget,
+    "evidence": cmd_evidence,
     "send": cmd_send,
     "link": cmd_link,
     "request-link": cmd_request_link,

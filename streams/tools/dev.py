@@ -34,6 +34,7 @@ def run_dev(settings: Settings) -> int:
     """Run until stopped; returns the exit status."""
     settings.require_webhook_auth()
     settings.require_link_secret()
+    settings.require_worker_api_tokens()  # the worker it starts would refuse to
     host, port = parse_bootstrap(settings.kafka_bootstrap_servers)[0]
     broker: EmbeddedBroker | None = None
     previous = signal.signal(signal.SIGTERM, _raise_stop)

@@ -151,6 +151,79 @@ TOPIC_DOCS: dict[str, TopicDoc] = {
             "record lands does not matter."
         ),
     ),
+    topics.CATALOG_IMPORTS: TopicDoc(
+        produced_by=(
+            "`edume-streams catalog import FILE` (courses that predate the webhooks, all of "
+            "a file's courses or none)",
+            "any client writing the same value under the same key and partition",
+        ),
+        consumed_by=(
+            "workers: `courses` agent (into the catalog table, folded as a course event "
+            "stamped `importedAt`; sends unusable records to `streams.dlq`)",
+            "every worker, outside the consumer group, from the beginning (its copy of the "
+            "whole catalog)",
+        ),
+        headers=_STANDARD,
+        headers_note=(
+            "`catalog import` writes `edume-event-id` (SHA-256 of the value: the same course "
+            "imported again at the same `importedAt` is the same record, applied once), "
+            "`edume-event-type` (`catalog.import`) and `edume-received-at`. Without an id, "
+            "the workers take the SHA-256 of the value."
+        ),
+        ordering=(
+            "Per key: `catalog import` partitions by murmur2 of the courseId, and the topic "
+            "is co-partitioned with `edume.course.events`; the `courses` agent sends a record "
+            "under another key or at another partition to `streams.dlq` instead of using it. "
+            "Order does not matter: an import counts as an event stamped `importedAt`, so "
+            "eduMe events stamped later win, earlier ones lose, and at the same instant "
+            "every eduMe event wins. A null value (tombstone) removes a course's record from "
+            "the topic and un-imports nothing."
+        ),
+    ),
+    topics.TRAINING_EVIDENCE: TopicDoc(
+        produced_by=(
+            "workers: `learners` agent, with each course completion (one record per learner "
+            "and course; an earlier-stamped completion that arrives later replaces it)",
+            "workers: a tombstone per completed course when the learner is erased "
+            "(`edume-streams forget`)",
+        ),
+        consumed_by=(
+            "workers: the query API's `GET /learners/{userId}/evidence` (the learner's "
+            "partition)",
+            "`edume-streams evidence`",
+            "auditors' tools: the `event` field is the exact published value, the bytes "
+            "eduMe signed; check `signature` with HMAC-SHA256 and the webhook secret",
+        ),
+        headers=_STANDARD,
+        headers_note=_WORKER_HEADERS_NOTE,
+        ordering=(
+            "Per key. Compacted: the latest record per `{userId}/{courseId}` is the proof "
+            "of that completion."
+        ),
+    ),
+    topics.PRIVACY_ERASURES: TopicDoc(
+        produced_by=(
+            "`edume-streams forget --user-id N` / `--external-user-id X`",
+            "workers: the owner of an erased learner's state writes the learner's other name "
+            "(its external user id, or the userId its links name) as a derived erasure with "
+            "the same `requestedAt`",
+        ),
+        consumed_by=(
+            "every worker, outside the consumer group, from the beginning (its list of "
+            "learners erased: their events stamped before `requestedAt` are ignored; the "
+            "owners drop the learner's progress and links and write changelog tombstones)",
+            "`edume-streams forget`, waiting for the derived erasures",
+        ),
+        headers=(headers.EVENT_TYPE, headers.RECEIVED_AT),
+        headers_note=(
+            "The `forget` command writes `edume-event-type` (`privacy.erasure`) and "
+            "`edume-received-at`; readers need no header."
+        ),
+        ordering=(
+            "One partition. Readers keep, per learner, the latest `requestedAt`; a null "
+            "value (tombstone) withdraws the record from the topic and un-erases nothing."
+        ),
+    ),
     topics.MANDATORY_COMPLETED: TopicDoc(
         produced_by=(
             "workers: `learners` agent, once per learner and mandatory course completed",
@@ -416,11 +489,12 @@ Headers (UTF-8 strings):
 {headers_table}
 
 Partitioning: every producer in this project (the ingress, the workers, `policy`,
-`request-link`) partitions by murmur2 of the key, as Kafka's Java client does by default.
-librdkafka's default partitioner (kcat, confluent-kafka) is a different one (CRC32-based):
-set `partitioner=murmur2_random` on such clients when writing `links.requests` or the event
-topics, or the workers forward each misplaced record through a re-keying topic before using
-it. Where a record lands on `training.policies` does not matter (its readers read every
+`request-link`, `catalog import`) partitions by murmur2 of the key, as Kafka's Java client
+does by default. librdkafka's default partitioner (kcat, confluent-kafka) is a different one
+(CRC32-based): set `partitioner=murmur2_random` on such clients when writing
+`links.requests` or the event topics, or the workers forward each misplaced record through a
+re-keying topic before using it; a misplaced `catalog.imports` record goes to `streams.dlq`.
+Where a record lands on `training.policies` does not matter (its readers read every
 partition).
 
 | topic | partitions | key | retention |

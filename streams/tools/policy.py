@@ -76,10 +76,12 @@ async def read_policies(settings: Settings, idle_s: float = 0.3) -> PolicyBook:
 def describe(policy: Policy) -> str:
     if not policy.mandatory:
         return f"course {policy.course_id}: not mandatory"
+    team = ("" if policy.team_id is None
+            else f"; assignment and reminder links put learners in team {policy.team_id}")
     if policy.group_ids is None:
-        return f"course {policy.course_id}: mandatory for every group"
+        return f"course {policy.course_id}: mandatory for every group{team}"
     groups = ", ".join(str(g) for g in sorted(policy.group_ids))
-    return f"course {policy.course_id}: mandatory for groups {groups}"
+    return f"course {policy.course_id}: mandatory for groups {groups}{team}"
 
 
 def parse_groups(text: str | None) -> list[int] | None:

@@ -15,11 +15,14 @@ from pydantic import BaseModel
 
 from schemas import course_event_json_schema, learner_event_json_schema
 from schemas.outputs import (
+    CatalogImport,
+    Erasure,
     LinkIssue,
     LinkIssued,
     LinkRejected,
     LinkRequest,
     MandatoryCompleted,
+    TrainingEvidence,
     TrainingPolicy,
 )
 from streams.core import headers, topics
@@ -74,6 +77,9 @@ STREAMS_DLQ_VALUE_SCHEMA: dict[str, Any] = {
 
 _MODELS: dict[str, type[BaseModel]] = {
     topics.TRAINING_POLICIES: TrainingPolicy,
+    topics.CATALOG_IMPORTS: CatalogImport,
+    topics.PRIVACY_ERASURES: Erasure,
+    topics.TRAINING_EVIDENCE: TrainingEvidence,
     topics.MANDATORY_COMPLETED: MandatoryCompleted,
     topics.LINK_REQUESTS: LinkRequest,
     topics.LINK_ISSUE: LinkIssue,
@@ -86,6 +92,9 @@ def _model_schema(name: str, model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema(mode="validation")
     if name == topics.TRAINING_POLICIES:
         schema["description"] += " A null record value (tombstone) removes the policy."
+    if name == topics.CATALOG_IMPORTS:
+        schema["description"] += (" A null record value (tombstone) removes the course's "
+                                  "record from the topic and un-imports nothing.")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 

@@ -35,17 +35,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 
 from streams.core import topics
+from streams.core.erasures import Erasure
 from streams.core.records import InRecord, Layout
 from streams.kafka.clients import faust_credentials
 from streams.kafka.publisher import Publisher
 from streams.settings import Settings, parse_bootstrap
 from streams.worker import positions
+from streams.worker.announcer import Announcer
+from streams.worker.erasing import Eraser, Owned
 from streams.worker.health import Backoff, RecentRefusals, StallDetector, supervise
 from streams.worker.links import CATALOG_BUILD_WAIT_S, CATALOG_GRACE_S, LinkProcessor
 from streams.worker.metrics import WorkerMetrics
@@ -61,9 +65,9 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "edume-streams"
 
-INPUT_TOPICS = (topics.COURSE_EVENTS, topics.COURSE_REKEY, topics.LEARNER_EVENTS,
-                topics.LEARNER_REKEY, topics.TRAINING_POLICIES, topics.LINK_REQUESTS,
-                topics.LINK_REKEY, topics.LINK_ISSUE)
+INPUT_TOPICS = (topics.COURSE_EVENTS, topics.COURSE_REKEY, topics.CATALOG_IMPORTS,
+                topics.LEARNER_EVENTS, topics.LEARNER_REKEY, topics.TRAINING_POLICIES,
+                topics.LINK_REQUESTS, topics.LINK_REKEY, topics.LINK_ISSUE)
 """The topics the agents read: each record reaches an agent, and commits never pass one
 not processed (the consumer's guard, ``streams.worker.transport``)."""
 
@@ -76,6 +80,10 @@ state the changelog topics take, which are created with the same ``max.message.b
 A larger record is refused by the producer itself, for good (see ``streams.worker.writes``)."""
 
 NO_PARTITIONS = "no partitions assigned yet"
+UPKEEP_EVERY_S = 0.2
+"""How often the erasures and policies read lately are acted on (``Worker._upkeep``)."""
+SETTLE_EVERY_S = 10.0
+"""How often the table values that stayed fresh past their age are deflated."""
 """``/readyz``'s reason while the worker holds no partition."""
 
 CONSUMER_MAX_FETCH_BYTES = 256 * 1024
@@ -188,6 +196,21 @@ class Worker:
             self.app, layout, self.learners, self.progress, self._lock(self.progress),
             self.writer.commit, self._done_offset, batch_max=settings.worker_batch_max,
             ready=self.ready, batch_done=self.metrics.batch_done)
+        events_topic, requests_topic = (layout.name(topics.LEARNER_EVENTS),
+                                        layout.name(topics.LINK_REQUESTS))
+        self.eraser = Eraser(
+            layout, self.replica.erasures, self.progress, self.links_table, self._lock,
+            self.sink, Owned(progress=lambda p: self._assigned(events_topic, p),
+                             links=lambda p: self._assigned(requests_topic, p)),
+            forget_due=lambda key: self.learners.restore_due(key, None))
+        self._arrived: deque[Erasure] = deque()
+        """Erasures read while the worker runs, to apply (the ``erasures`` timer)."""
+        self._swept_generation = -1
+        self.replica.on_erasure = self._arrived.append
+        self.announcer = Announcer(
+            self.learners, self.progress, self._lock(self.progress), self.writer.commit,
+            owned=lambda p: self._assigned(events_topic, p), batch_done=self.metrics.batch_done)
+        self.replica.on_policy = self.announcer.policy_changed
         self._define_agents()
         from streams.worker.web import add_views
 
@@ -267,7 +290,8 @@ class Worker:
 
         agent(
             "courses",
-            _raw_topic(app, name(topics.COURSE_EVENTS), name(topics.COURSE_REKEY)),
+            _raw_topic(app, name(topics.COURSE_EVENTS), name(topics.COURSE_REKEY),
+                       name(topics.CATALOG_IMPORTS)),
             lambda events: self._keyed_batch(self.courses, self.catalog, events),
         )
         agent(
@@ -285,6 +309,8 @@ class Worker:
         interval = min(1.0, max(0.05, self.settings.reminder_after_s / 10))
         app.timer(interval, name="reminders")(self._timer_task("reminders",
                                                                self.reminders.fire))
+        app.timer(UPKEEP_EVERY_S, name="upkeep")(self._timer_task("upkeep", self._upkeep))
+        app.timer(SETTLE_EVERY_S, name="settle")(self._timer_task("settle", self._settle))
         check_every = max(0.2, min(5.0, self.settings.worker_stall_timeout_s / 10))
         app.timer(check_every, name="stall-check")(self._timer_task("stall-check",
                                                                     self._check_stall))
@@ -428,6 +454,33 @@ class Worker:
         """Why the worker is stuck for good (``StallDetector``): ``/healthz`` then answers
         503, so that the orchestrator restarts it. None while it lives."""
         return self.stall.stalled()
+
+    def _assigned(self, topic: str, partition: int) -> bool:
+        """Whether this worker consumes ``topic``'s ``partition`` now (owns the partition of
+        the tables keyed like it, not as a standby)."""
+        return (topic, partition) in self.app.consumer.assignment()
+
+    async def _upkeep(self) -> None:
+        """What the tables owe the erasures and the policies read lately, once they are
+        recovered: erase (``Eraser``), then announce the completions policies call for
+        (``Announcer``); after each rebalance, both for the states this worker now owns."""
+        if self.not_ready_reason() is not None:
+            return
+        generation = self.app.rebalancing_count
+        if generation != self._swept_generation:
+            if self.replica.erasures:
+                await self.eraser.sweep()
+            self.announcer.rebalanced()
+            self._swept_generation = generation
+        while self._arrived:
+            await self.eraser.arrived(self._arrived[0])
+            self._arrived.popleft()
+        await self.announcer.run()
+
+    async def _settle(self) -> None:
+        """Deflate the table values that stayed fresh too long (``StateTable.settle``)."""
+        for table in (self.catalog, self.progress, self.links_table):
+            table.settle()
 
     async def _check_stall(self) -> None:
         """Show the stall rule what the worker does (the ``stall-check`` timer). A worker that

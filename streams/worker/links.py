@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from schemas.outputs import LinkIssue, LinkRequest
 from streams.core import topics
 from streams.core.clock import rfc3339
+from streams.core.erasures import ErasureBook, links_after_erasure
 from streams.core.records import InRecord, Layout, OutRecord, dead_letter, partition_for
 from streams.core.state.common import short_id
 from streams.core.state.links import (
@@ -110,14 +111,22 @@ class LinkProcessor:
         working: dict[str, LinkState] = {}
         changed: set[str] = set()
 
+        erasures = self.replica.erasures
+
         def state_of(key: str) -> LinkState:
             state = working.get(key)
             if state is None:
                 raw = load(key)
-                state = working[key] = decode_links(raw) if raw else LinkState(key)
+                state = decode_links(raw) if raw else LinkState(key)
+                if erasures:
+                    state = links_after_erasure(state, erasures)
+                working[key] = state
             return state
 
         for index, record in enumerate(records):
+            if erasures and self._erased(record, erasures):
+                step.erased += 1
+                continue
             since = len(step.outputs)
             if record.topic == self.issue_topic:
                 key = self._issue(record, step, state_of)
@@ -132,6 +141,20 @@ class LinkProcessor:
             step.states[key] = (partition, encode_links(working[key]))
         self._parsed.clear()
         return step
+
+    def _erased(self, record: InRecord, erasures: ErasureBook) -> bool:
+        """Whether the record is of a learner erased after it was written: a request or an
+        issue-link record of the external user (its key), or an issue-link record of the
+        user it names."""
+        stamped_us = record.timestamp_ms * 1000
+        external = (record.key or b"").decode("utf-8", "replace")
+        if erasures.erased_before(stamped_us, external_user_id=external):
+            return True
+        if record.topic == self.issue_topic:
+            issue = self._parse(record)
+            if isinstance(issue, LinkIssue) and issue.userId is not None:
+                return erasures.erased_before(stamped_us, user_id=issue.userId)
+        return False
 
     def _parse(self, record: InRecord) -> LinkIssue | ValidationError | ReadRequest:
         """A record of ``links.issue`` as an issue-link event (or why not), any other as a
@@ -215,7 +238,8 @@ class LinkProcessor:
             # in the state: a repeat, skipped.
             output = issue_output(issue, "request")
             step.outputs.append(out_record(self.layout, output, received_at))
-            self._decide(issue, output.event_id, record.timestamp_ms, received_at, state, step)
+            self._decide(issue, output.event_id, record.timestamp_ms, received_at, state, step,
+                         note=read.reason)
         step.applied[topics.LINK_REQUESTS] += 1
         return ext
 
@@ -243,14 +267,16 @@ class LinkProcessor:
         return ext
 
     def _decide(self, issue: LinkIssue, iid: str, issued_at_ms: int, received_at: bytes,
-                state: LinkState, step: Step, *, short: str = "") -> None:
+                state: LinkState, step: Step, *, short: str = "",
+                note: str | None = None) -> None:
         """Sign the link an issue-link event asks for (or reject it), once per its id
         (``short``: its short id, if known)."""
         state.applied.note(iid, short)
         if issue.userId is not None:
             state.user_id = issue.userId
         output = decide_link(issue, iid, self.replica.catalog, base_url=self.base_url,
-                             secret=self._secret, issued_at=rfc3339(issued_at_ms))
+                             secret=self._secret, issued_at=rfc3339(issued_at_ms),
+                             note=note)
         record_issued(state, output, output.event_id)
         step.outputs.append(out_record(self.layout, output, received_at))
         step.applied[topics.LINK_ISSUE] += 1

@@ -127,6 +127,9 @@ class WorkerMetrics:
         self.repeats = Counter("edume_worker_events_repeated_total",
                                "Events already applied (redeliveries, replays): no effect.",
                                registry=registry)
+        self.erased = Counter("edume_worker_events_erased_total",
+                              "Input records ignored: of a learner erased after they were "
+                              "stamped (privacy.erasures).", registry=registry)
         self.dead = Counter("edume_worker_dlq_total",
                             "Records sent to streams.dlq, by kind of reason.",
                             ["reason"], registry=registry)
@@ -187,6 +190,8 @@ class WorkerMetrics:
             self.repeats.inc(step.repeats)
         if step.rekeyed:
             self.rekeyed.inc(step.rekeyed)
+        if step.erased:
+            self.erased.inc(step.erased)
         if step.reminders:
             self.reminders.inc(step.reminders)
         self.batch_events.inc(events)

@@ -22,12 +22,19 @@ from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only 
 
 from schemas.common import MAX_EXTERNAL_ID, Identifier
 from schemas.completion import ScoreBreakdown
-from streams.core.openapi import COMPONENTS, READ_ONLY, json_answer, read_only_page
+from streams.core.openapi import (
+    COMPONENTS,
+    READ_ONLY,
+    json_answer,
+    json_content,
+    read_only_page,
+)
 
 COURSE_PATH: Final = "/catalog/courses/{course_id}"
 PROGRESS_PATH: Final = "/learners/{user_id}/progress"
 MANDATORY_PATH: Final = "/learners/{user_id}/mandatory"
 LINKS_PATH: Final = "/learners/{user_id}/links"
+EVIDENCE_PATH: Final = "/learners/{user_id}/evidence"
 EXTERNAL_LINKS_PATH: Final = "/links"
 ID_DIGITS: Final = "[0-9]{1,19}"
 """A path id: decimal ASCII digits, as many as a 64-bit id has; anything else is 400."""
@@ -160,7 +167,8 @@ class IssuedLink(TypedDict):
 
     kind: Literal["course", "module", "lesson", "survey", "guide", "hub", "knowledge-hub"]
     reason: Literal["request", "assignment", "reminder"]
-    url: Annotated[str, Field(description="the signed link")]
+    url: NotRequired[Annotated[str, Field(description=(
+        "the signed link (it logs the learner in): shown to WORKER_LINK_TOKENS tokens only"))]]
     issuedAt: Annotated[str, Field(description="RFC 3339 UTC")]
     courseId: int | None
     contentId: Annotated[int | None, Field(description="null for hub links")]
@@ -177,6 +185,37 @@ class Links(TypedDict):
     links: list[IssuedLink]
 
 
+@_closed
+class Proof(TypedDict):
+    """A course completion with its proof (as on ``training.evidence``)."""
+
+    userId: int
+    courseId: int
+    completedAt: Annotated[str, Field(description=f"when the course was completed, {_SENT}")]
+    eventId: Annotated[str, Field(description="the completing event's edume-event-id")]
+    event: Annotated[str, Field(description=(
+        "the completing event's exact published value: the bytes eduMe signed"))]
+    signature: Annotated[str | None, Field(description=(
+        "the HMAC-SHA256 the ingress verified, lowercase hex; null: a bearer token"))]
+    receivedAt: str | None
+    topic: str
+    partition: int
+    offset: int
+    verdict: Annotated[
+        Literal["signed by eduMe", "authenticated by bearer token, not signed",
+                "signature does not verify"] | None,
+        Field(description=("the signature checked again with the worker's "
+                           "EDUME_WEBHOOK_SECRETS; null when the worker has none"))]
+
+
+@_closed
+class Evidence(TypedDict):
+    """A learner's course completions with their proof, by completion time."""
+
+    userId: int
+    completions: list[Proof]
+
+
 class _NoFieldTitles(GenerateJsonSchema):
     """Titles repeat the property names ("Courseid"); the models' titles stay."""
 
@@ -185,7 +224,7 @@ class _NoFieldTitles(GenerateJsonSchema):
 
 
 def _components() -> dict[str, Any]:
-    bodies = (Error, Status, CatalogEntry, Progress, Mandatory, Links)
+    bodies = (Error, Status, CatalogEntry, Progress, Mandatory, Links, Evidence)
     _, defs = TypeAdapter.json_schemas(
         [(body.__name__, "serialization", TypeAdapter(body)) for body in bodies],
         ref_template=COMPONENTS + "{model}",
@@ -218,12 +257,24 @@ _USER_ID = _path_id("user_id", "eduMe userId", {
 })
 
 
+BEARER: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
+"""The data pages' security: a token of ``WORKER_API_TOKENS`` or ``WORKER_LINK_TOKENS``."""
+_UNAUTHORIZED: Final = {
+    "description": "no `Authorization: Bearer` header, or not a configured token (or a "
+    "request marked `X-Edume-Routed-By` without a valid routing credential)",
+    "headers": {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"},
+                                     "required": True}},
+    "content": json_content({"$ref": COMPONENTS + "Error"}),
+}
+
+
 def _keyed(summary: str, param: dict[str, Any], body: str, missing: str) -> dict[str, Any]:
     return read_only_page(
         summary,
         {
             "200": json_answer("found", body),
             "400": json_answer("the id is not a decimal id", "Error"),
+            "401": _UNAUTHORIZED,
             "404": json_answer(missing, "Error"),
             "503": json_answer("the workers are rebalancing, or the key's owner did not "
                            "answer; retry", "Error", retry=True),
@@ -231,7 +282,13 @@ def _keyed(summary: str, param: dict[str, Any], body: str, missing: str) -> dict
         description="Answered by any worker: one that does not own the key asks the owner "
         "and returns its answer.",
         parameters=[param],
+        security=BEARER,
     )
+
+
+def _open(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """A page without authentication (probes, scrapers, this document)."""
+    return read_only_page(summary, responses, security=[])
 
 
 def worker_openapi_document() -> dict[str, Any]:
@@ -243,7 +300,11 @@ def worker_openapi_document() -> dict[str, Any]:
             "version": "1",
             "description": "Catalog, learner progress and the mandatory-training gate. "
             f"Every page answers GET and HEAD; another method is answered 405 with "
-            f"`Allow: {READ_ONLY}`, an unknown path 404, both with an `Error` body.",
+            f"`Allow: {READ_ONLY}`, an unknown path 404, both with an `Error` body. "
+            "The data pages need `Authorization: Bearer` with a token of "
+            "`WORKER_API_TOKENS` or `WORKER_LINK_TOKENS` (401 with `WWW-Authenticate: "
+            "Bearer` otherwise); a link's `url` is shown to `WORKER_LINK_TOKENS` tokens "
+            "only. `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/` are open.",
         },
         "paths": {
             COURSE_PATH: _keyed("A course's catalog entry", _COURSE_ID, "CatalogEntry",
@@ -254,6 +315,8 @@ def worker_openapi_document() -> dict[str, Any]:
                                    _USER_ID, "Mandatory", "no event for this learner"),
             LINKS_PATH: _keyed("The seamless links issued to this learner", _USER_ID, "Links",
                                "no event for this learner"),
+            EVIDENCE_PATH: _keyed("The learner's course completions with their proof",
+                                  _USER_ID, "Evidence", "no event for this learner"),
             EXTERNAL_LINKS_PATH: read_only_page(
                 "The seamless links issued to an external user id (links.* keys)",
                 {
@@ -261,10 +324,12 @@ def worker_openapi_document() -> dict[str, Any]:
                                    "Links"),
                     "400": json_answer("externalUserId missing, or longer than "
                                    f"{MAX_EXTERNAL_ID} characters", "Error"),
+                    "401": _UNAUTHORIZED,
                     "503": json_answer("the workers are rebalancing, or the key's owner did "
                                    "not answer; retry", "Error", retry=True),
                 },
                 description="Answered by any worker, like the learner pages.",
+                security=BEARER,
                 parameters=[{
                     "name": "externalUserId", "in": "query", "required": True,
                     "description": "your user id, as in link requests (eduMe's eId)",
@@ -274,27 +339,35 @@ def worker_openapi_document() -> dict[str, Any]:
                                             "value": "e8e6ed1a-b2c0-45a5-8310-5ed1d0948e30"}},
                 }],
             ),
-            "/healthz": read_only_page(
+            "/healthz": _open(
                 "200 while the process lives; 503 once it has stalled for "
                 "WORKER_STALL_TIMEOUT (unready with nothing moving, or input waiting and "
                 "none processed), so that the orchestrator restarts it",
                 {"200": alive,
                  "503": json_answer("stalled: `status` says how", "Status")},
             ),
-            "/readyz": read_only_page(
+            "/readyz": _open(
                 "200 once the tables are recovered and the worker consumes",
                 {"200": json_answer("ready", "Status"),
                  "503": json_answer("not ready: `status` says why (recovering, rebalancing, "
                                 "reading the catalog and policies)", "Status", retry=True)},
             ),
-            "/metrics": read_only_page("Prometheus text exposition", {"200": {
+            "/metrics": _open("Prometheus text exposition", {"200": {
                 "description": "metrics, text format 0.0.4",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}),
-            "/openapi.json": read_only_page("This document", {"200": {
+            "/openapi.json": _open("This document", {"200": {
                 "description": "OpenAPI 3.1",
                 "content": {"application/json": {"schema": {"type": "object"}}}}}),
-            "/": read_only_page("Faust's own index: 200 while the process runs, as /healthz",
+            "/": _open("Faust's own index: 200 while the process runs, as /healthz",
                        {"200": alive}),
         },
-        "components": {"schemas": _components()},
+        "components": {
+            "schemas": _components(),
+            "securitySchemes": {"bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token of WORKER_API_TOKENS, or of WORKER_LINK_TOKENS to "
+                "see signed link URLs too.",
+            }},
+        },
     }

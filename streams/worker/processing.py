@@ -22,13 +22,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 from schemas.common import Family
+from schemas.outputs import CatalogImport, TrainingEvidence
 from streams.core import headers, topics
+from streams.core.catalog_imports import read_import
 from streams.core.clock import MAX_CLOCK_SKEW_S, rfc3339
+from streams.core.erasures import ErasureBook, learner_predates
+from streams.core.evidence import evidence_output, evidence_partition
 from streams.core.records import InRecord, Layout, OutRecord, dead_letter, partition_for
-from streams.core.state.catalog import CatalogView, CourseEntry, CourseEvent, apply_course_event
+from streams.core.state.catalog import (
+    CatalogView,
+    CourseEntry,
+    CourseEvent,
+    apply_course_event,
+    apply_course_import,
+)
 from streams.core.state.codec import (
     decode_course,
     decode_learner,
@@ -36,14 +46,14 @@ from streams.core.state.codec import (
     encode_learner,
     next_reminder_due,
 )
-from streams.core.state.common import Meta, Output, UnusableEvent
+from streams.core.state.common import Meta, Output, Stamped, UnusableEvent
 from streams.core.state.links import (
     due_reminders,
     next_due,
 )
-from streams.core.state.mandatory import learner_step
+from streams.core.state.mandatory import announce_for_policies, learner_step
 from streams.core.state.policies import PolicyBook, parse_policy_record
-from streams.core.state.progress import LearnerEvent, LearnerState
+from streams.core.state.progress import LearnerEvent, LearnerState, completed_course_of
 from streams.core.webhooks import Webhook, read_webhook, reason_kind
 from streams.worker.reminders import ReminderIndex
 
@@ -53,13 +63,17 @@ Load = Callable[[str], bytes | None]
 
 
 class ReplicaView(Protocol):
-    """What every worker knows of all courses: the policies and the catalog."""
+    """What every worker knows of all courses and erased learners: the policies, the
+    catalog and the erasures."""
 
     @property
     def policies(self) -> PolicyBook: ...
 
     @property
     def catalog(self) -> CatalogView: ...
+
+    @property
+    def erasures(self) -> ErasureBook: ...
 
 
 @dataclass
@@ -77,6 +91,10 @@ class Step:
     rekeyed: int = 0
     reminders: int = 0
     """Reminders fired."""
+    erased: int = 0
+    """Records ignored: stamped before their learner's erasure."""
+    announced: int = 0
+    """Completions announced because of a policy (``LearnerProcessor.announce``)."""
     key_of: dict[int, str] = field(default_factory=dict)
     """Cause (an input record's index in the batch, or a due reminder's) -> the key whose
     new state holds its effect: when that state cannot be kept, the cause is not kept
@@ -102,6 +120,10 @@ def out_record(layout: Layout, output: Output, received_at: bytes) -> OutRecord:
             (headers.RECEIVED_AT, received_at),
         ],
     )
+
+
+NOTHING = object()
+"""``before_apply``'s answer when the event needs nothing after it."""
 
 
 class _KeyedProcessor(Generic[S]):
@@ -130,13 +152,38 @@ class _KeyedProcessor(Generic[S]):
     def apply(self, state: S, webhook: Webhook) -> list[Output]:
         raise NotImplementedError
 
+    def read(self, record: InRecord) -> Webhook | OutRecord | None:
+        """The record as a usable event, what to write instead (a dead letter, or the
+        record re-keyed), or None: nothing to do with it."""
+        return read_webhook(record, self.family, self.layout, max_skew_s=self.max_clock_skew_s)
+
+    def erased(self, webhook: Webhook) -> bool:
+        """Whether the event is of a learner erased after it was stamped (ignored)."""
+        return False
+
+    def before_apply(self, state: S, webhook: Webhook) -> object:
+        """What ``after_apply`` needs of the state before the event (``NOTHING``: nothing
+        to do after it)."""
+        return NOTHING
+
+    def after_apply(self, state: S, webhook: Webhook, record: InRecord,
+                    before: object) -> list[Output]:
+        """Records that need the input record itself, decided once the event is applied."""
+        return []
+
+    def after_erasure(self, key: str, state: S) -> S:
+        """The state to go on from: ``state``, or a new one when ``state`` holds only what
+        predates its learner's erasure (a state the erasure has not reached yet)."""
+        return state
+
     def process(self, records: Sequence[InRecord], load: Load) -> Step:
         step = Step()
         working: dict[str, S] = {}
         changed: set[str] = set()
         for index, record in enumerate(records):
-            read = read_webhook(record, self.family, self.layout,
-                                max_skew_s=self.max_clock_skew_s)
+            read = self.read(record)
+            if read is None:
+                continue
             if isinstance(read, OutRecord):
                 if read.topic == self.dlq:
                     reason = dict(read.headers)[headers.DLQ_REASON]
@@ -146,15 +193,23 @@ class _KeyedProcessor(Generic[S]):
                     step.rekeyed += 1
                 step.outputs.append(read._replace(cause=index))
                 continue
+            if self.erased(read):
+                step.erased += 1
+                continue
             state = working.get(read.key)
             if state is None:
                 raw = load(read.key)
-                state = working[read.key] = self.decode(raw) if raw else self.new_state(read.key)
+                state = self.decode(raw) if raw else self.new_state(read.key)
+                state = working[read.key] = self.after_erasure(read.key, state)
             if self.seen(state, read.meta):
                 step.repeats += 1
                 continue
+            before = self.before_apply(state, read)
             for output in self.apply(state, read):
                 step.outputs.append(self._out_record(output, record)._replace(cause=index))
+            if before is not NOTHING:
+                for output in self.after_apply(state, read, record, before):
+                    step.outputs.append(self._out_record(output, record)._replace(cause=index))
             changed.add(read.key)
             step.key_of[index] = read.key
             step.applied[read.event.CANONICAL_TYPE] += 1
@@ -168,9 +223,19 @@ class _KeyedProcessor(Generic[S]):
 
 
 class CourseProcessor(_KeyedProcessor[CourseEntry]):
-    """``edume.course.events`` into the catalog."""
+    """``edume.course.events`` and ``catalog.imports`` (courses that predate the webhooks,
+    co-partitioned with the events) into the catalog."""
 
     family: Family = "course"
+
+    def __init__(self, layout: Layout, *, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> None:
+        super().__init__(layout, max_clock_skew_s=max_clock_skew_s)
+        self._imports = layout.name(topics.CATALOG_IMPORTS)
+
+    def read(self, record: InRecord) -> Webhook | OutRecord | None:
+        if record.topic == self._imports:
+            return read_import(record, self.layout, max_skew_s=self.max_clock_skew_s)
+        return super().read(record)
 
     def new_state(self, key: str) -> CourseEntry:
         return CourseEntry(int(key))
@@ -185,6 +250,9 @@ class CourseProcessor(_KeyedProcessor[CourseEntry]):
         return state.applied.seen(meta.event_id, meta.short)
 
     def apply(self, state: CourseEntry, webhook: Webhook) -> list[Output]:
+        if isinstance(webhook.event, CatalogImport):
+            apply_course_import(state, webhook.event, webhook.meta)
+            return []
         event: CourseEvent = webhook.event
         apply_course_event(state, event, webhook.meta)
         return []
@@ -204,6 +272,7 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
         self.links = reminder_after_s is not None
         """Whether this worker issues links (assignment links and reminders)."""
         self.reminder_after_us = int((reminder_after_s or 0) * 1_000_000)
+        self._evidence_partitions = layout.count(topics.TRAINING_EVIDENCE)
         self.due = ReminderIndex(self._table_partitions)
         """The next reminder due per learner whose state this processor last encoded:
         the shell's timer index (see ``streams.worker.timer``)."""
@@ -242,6 +311,54 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
         a recovery, and when a new state computed for the key was not kept."""
         self._set_due(key, next_reminder_due(raw) if raw else None)
 
+    def erased(self, webhook: Webhook) -> bool:
+        book = self.replica.erasures
+        if not book:
+            return False
+        user = getattr(webhook.event.payload, "user", None)
+        external = getattr(user, "eId", None)
+        return book.erased_before(webhook.meta.ts, int(webhook.key),
+                                  external if isinstance(external, str) else None)
+
+    def after_erasure(self, key: str, state: LearnerState) -> LearnerState:
+        book = self.replica.erasures
+        return self.new_state(key) if book and learner_predates(state, book) else state
+
+    def before_apply(self, state: LearnerState, webhook: Webhook) -> object:
+        """For an event that can complete a course: the course, and its completion before."""
+        course_id = completed_course_of(webhook.event)
+        if course_id is None:
+            return NOTHING
+        progress = state.courses.get(course_id)
+        return course_id, None if progress is None else progress.completed
+
+    def after_apply(self, state: LearnerState, webhook: Webhook, record: InRecord,
+                    before: object) -> list[Output]:
+        """The evidence of a completion this event made (the first, or an earlier-stamped
+        one that took it over): ``training.evidence``."""
+        course_id, completed_before = cast(tuple[int, Stamped | None], before)
+        progress = state.courses.get(course_id)
+        completed = None if progress is None else progress.completed
+        if completed is None or completed == completed_before or (
+                completed.event_id != webhook.meta.short):
+            return []
+        signature = record.header(headers.SIGNATURE)
+        received = record.header(headers.RECEIVED_AT)
+        return [evidence_output(TrainingEvidence(
+            userId=state.user_id, courseId=course_id, completedAt=str(completed.value["at"]),
+            eventId=webhook.meta.event_id, event=(record.value or b"").decode(),
+            signature=signature.decode() if signature is not None else None,
+            receivedAt=received.decode() if received is not None else None,
+            topic=record.topic, partition=record.partition, offset=record.offset))]
+
+    def _out_record(self, output: Output, cause: InRecord) -> OutRecord:
+        record = out_record(self.layout, output, cause.received_at())
+        if output.topic == topics.TRAINING_EVIDENCE:
+            user_id = int(output.key.partition("/")[0])
+            return record._replace(partition=evidence_partition(user_id,
+                                                                self._evidence_partitions))
+        return record
+
     def apply(self, state: LearnerState, webhook: Webhook) -> list[Output]:
         event: LearnerEvent = webhook.event
         replica = self.replica
@@ -266,12 +383,40 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
             if len(state.reminders) == before:
                 self._note_due(key, state)
                 continue
-            step.outputs += [out_record(self.layout, o, received_at)._replace(cause=cause)
-                             for o in outputs]
-            step.key_of[cause] = key
+            self._decided(step, cause, key, state, outputs, received_at)
             step.reminders += len(outputs)
-            partition = partition_for(key.encode(), self._table_partitions)
-            step.states[key] = (partition, self.encode(state))
+        return step
+
+    def _decided(self, step: Step, cause: int, key: str, state: LearnerState,
+                 outputs: Sequence[Output], received_at: bytes) -> None:
+        """A learner's records decided outside a batch of events (``cause``: its index in
+        the keys asked for), and its new state."""
+        step.outputs += [out_record(self.layout, o, received_at)._replace(cause=cause)
+                         for o in outputs]
+        step.key_of[cause] = key
+        partition = partition_for(key.encode(), self._table_partitions)
+        step.states[key] = (partition, self.encode(state))
+
+
+    def announce(self, keys: Sequence[str], load: Load, now_us: int,
+                 courses: Iterable[int] | None = None) -> Step:
+        """The completions the policies in force call for and no event announced yet
+        (``announce_for_policies``) for the learners ``keys``, and their new states (each
+        course marked announced). Each key's index in ``keys`` is the cause of its records."""
+        step = Step()
+        received_at = rfc3339(now_us // 1000).encode()
+        replica = self.replica
+        wanted = None if courses is None else set(courses)
+        for cause, key in enumerate(keys):
+            raw = load(key)
+            if raw is None:
+                continue
+            state = self.decode(raw)
+            outputs = announce_for_policies(state, replica.policies, replica.catalog, wanted)
+            if not outputs:
+                continue
+            self._decided(step, cause, key, state, outputs, received_at)
+            step.announced += len(outputs)
         return step
 
 

@@ -6,13 +6,18 @@ other producers may partition differently. Both are small (a record per course),
 worker reads all of them, rather than re-partitioning the learner stream by course:
 
 - the catalog table's changelog (compacted, written by whichever worker owns the course);
-- the course events themselves (``edume.course.events`` and its re-keying topic), folded
-  with the same pure reducer: a worker's copy does not wait for the course agent (which
+- the course events themselves (``edume.course.events`` and its re-keying topic) and the
+  imports of courses that predate the webhooks (``catalog.imports``), folded with the same
+  pure reducer: a worker's copy does not wait for the course agent (which
   may be another worker, or this one blocked behind a batch of links waiting for the
   catalog), and ``caught_up`` says when the copy holds everything the topics held at the
   last fetch. Changelog states and events merge: an entry is a join of its events'
   versions (``merge_courses``), so the copy holds what either has seen;
-- ``training.policies`` (compacted, written by ``edume-streams policy`` or any client).
+- ``training.policies`` (compacted, written by ``edume-streams policy`` or any client);
+- ``privacy.erasures`` (compacted, written by ``edume-streams forget`` and by the workers'
+  derived erasures): the learners erased. An erasure read once the copy is ready is handed
+  to ``on_erasure`` (the owners act on it); those read before are the worker's to sweep
+  once its tables are recovered.
 
 A plain consumer outside the consumer group reads every partition of both from the
 beginning and follows them; ``ready`` is set once it has read what the topics held when
@@ -35,13 +40,21 @@ from pydantic import ValidationError
 
 from schemas import WEBHOOK_ADAPTER
 from streams.core import headers, topics
+from streams.core.catalog_imports import read_import
 from streams.core.clock import MAX_CLOCK_SKEW_S, future_skew
-from streams.core.records import Layout, received_at_us
-from streams.core.state.catalog import CourseEntry, CourseEvent, apply_course_event, merge_courses
+from streams.core.erasures import Erasure, ErasureBook, parse_erasure_record
+from streams.core.records import InRecord, Layout, received_at_us
+from streams.core.state.catalog import (
+    CourseEntry,
+    CourseEvent,
+    apply_course_event,
+    apply_course_import,
+    merge_courses,
+)
 from streams.core.state.codec import decode_course
 from streams.core.state.common import UnusableEvent, meta_of
-from streams.core.state.policies import PolicyBook, parse_policy_record
-from streams.core.webhooks import event_id_of
+from streams.core.state.policies import Policy, PolicyBook, parse_policy_record
+from streams.core.webhooks import Webhook, event_id_of
 from streams.kafka.admin import drop_reached
 from streams.kafka.clients import KafkaConnection, aio_consumer
 from streams.worker.health import Backoff, supervise
@@ -56,12 +69,18 @@ class Replica:
                  retry_s: float = 1.0, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> None:
         self.kafka = kafka
         self.policies = PolicyBook()
+        self.erasures = ErasureBook()
+        self.on_erasure: Callable[[Erasure], None] = lambda _erasure: None
+        self.on_policy: Callable[[int, Policy | None], None] = lambda _course, _policy: None
+        """Called with each policy record read once the copy is ready."""
         self.catalog: dict[int, CourseEntry] = {}
         self.ready = asyncio.Event()
         self._catalog_topic = layout.name(topics.CATALOG_CHANGELOG)
         self._policy_topic = layout.name(topics.TRAINING_POLICIES)
+        self._erasure_topic = layout.name(topics.PRIVACY_ERASURES)
         self._event_topics = (layout.name(topics.COURSE_EVENTS),
                               layout.name(topics.COURSE_REKEY))
+        self._import_topic = layout.name(topics.CATALOG_IMPORTS)
         self._layout = layout
         self._retry_s = retry_s
         self._max_skew_s = max_clock_skew_s
@@ -116,7 +135,8 @@ class Replica:
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         tps = [
             TopicPartition(topic, p)
-            for topic in (self._catalog_topic, self._policy_topic, *self._event_topics)
+            for topic in (self._catalog_topic, self._policy_topic, self._erasure_topic,
+                          *self._event_topics, self._import_topic)
             for p in range(self._layout.partitions[topic])
         ]
         consumer.assign(tps)
@@ -140,6 +160,10 @@ class Replica:
                     self.records_read += 1
                     if tp.topic in self._event_topics:
                         self._apply_event(record.value, record.headers, record.timestamp)
+                    elif tp.topic == self._import_topic:
+                        self._apply_import(InRecord(
+                            tp.topic, tp.partition, record.offset, record.key, record.value,
+                            record.headers, record.timestamp))
                     else:
                         self._apply(tp, record.key, record.value, record.timestamp,
                                     record.offset)
@@ -157,7 +181,17 @@ class Replica:
                 course_id, policy = parse_policy_record(key, value)
             except UnusableEvent:
                 return  # the partition's owner sends it to streams.dlq
-            self.policies.apply(course_id, policy, (timestamp_ms, tp.partition, offset))
+            if (self.policies.apply(course_id, policy, (timestamp_ms, tp.partition, offset))
+                    and self.ready.is_set()):
+                self.on_policy(course_id, policy)
+        elif tp.topic == self._erasure_topic:
+            try:
+                erasure = parse_erasure_record(key, value)
+            except UnusableEvent as exc:
+                log.warning("%s/%d/%d is not an erasure: %s", tp.topic, tp.partition, offset, exc)
+                return
+            if erasure is not None and self.erasures.apply(erasure) and self.ready.is_set():
+                self.on_erasure(erasure)
         elif value is not None and key is not None:
             entry = decode_course(value)
             held = self.catalog.get(entry.course_id)
@@ -187,6 +221,18 @@ class Replica:
         if entry is None:
             entry = self.catalog[course_id] = CourseEntry(course_id)
         apply_course_event(entry, cast(CourseEvent, event), meta)
+
+    def _apply_import(self, record: InRecord) -> None:
+        """An import into the copy, when the course agent would fold it (one it dead-letters
+        or ignores is left out here too)."""
+        read = read_import(record, self._layout, max_skew_s=self._max_skew_s)
+        if not isinstance(read, Webhook):
+            return
+        course_id = int(read.key)
+        entry = self.catalog.get(course_id)
+        if entry is None:
+            entry = self.catalog[course_id] = CourseEntry(course_id)
+        apply_course_import(entry, read.event, read.meta)
 
     def caught_up(self) -> bool:
         """Whether the copy holds everything the followed topics held at the last fetch:

@@ -76,6 +76,7 @@ def run_worker(settings: Settings) -> int:
     from streams.worker.app import Worker
 
     settings.require_link_secret()
+    settings.require_worker_api_tokens()
     layout = run(prepare_layout(settings))
     loop = _new_loop()
     asyncio.set_event_loop(loop)

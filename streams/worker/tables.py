@@ -17,10 +17,20 @@ registers, take ~300 (the benchmark's onboarding states; 15 µs to deflate, 4 µ
 inflate, measured), 80-100 MB less for 100,000 learners. Values
 recovered from the changelog are deflated as they are stored. A deflated value starts
 with a NUL byte, which no JSON text does; anything else is answered as it is.
+
+A value written by a batch is kept as it is for a while first (the fresh window): the
+latest ``FRESH_MAX`` keys written, each for at most ``FRESH_AGE_S``, and deflated when it
+leaves the window. A learner's events come in runs (a lesson started, then finished, the
+next one...), so a value still fresh is read and written again without being inflated and
+deflated each time, and the one deflate it then costs is shared by the run. The window
+is a hint only: a key that Faust's store dropped (its partition moved away) or that
+recovery wrote again (deflated already) is passed over when it leaves. It costs at most
+``FRESH_MAX`` times the difference (~850 bytes a learner: 17 MB).
 """
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -39,6 +49,10 @@ the window, and for values this size it is most of the cost (15 µs a learner ag
 with the default 32 KiB, the same size out; measured)."""
 DEFLATED = b"\x00"
 """The first byte of a deflated value."""
+FRESH_MAX = 20_000
+"""How many of the latest keys written keep their values undeflated."""
+FRESH_AGE_S = 60.0
+"""How long, at most, a written value stays undeflated."""
 
 PACK_DICTIONARY = (encode_links(LinkState("")) + encode_learner(LearnerState(
     1, assigned={1}, courses={1: CourseProgress()}, reminders={1: (1, "")})))
@@ -51,9 +65,14 @@ def pack(value: bytes | None) -> bytes | None:
     a tombstone)."""
     if value is None or len(value) < PACK_MIN:
         return None if value is None else bytes(memoryview(value))
-    deflate = zlib.compressobj(PACK_LEVEL, zlib.DEFLATED, PACK_WINDOW_BITS,
-                               zdict=PACK_DICTIONARY)
-    return DEFLATED + deflate.compress(value) + deflate.flush()
+    return deflate(value)
+
+
+def deflate(value: bytes) -> bytes:
+    """A value deflated, whatever its size."""
+    compressor = zlib.compressobj(PACK_LEVEL, zlib.DEFLATED, PACK_WINDOW_BITS,
+                                  zdict=PACK_DICTIONARY)
+    return DEFLATED + compressor.compress(value) + compressor.flush()
 
 
 def unpack(kept: bytes) -> bytes:
@@ -68,9 +87,17 @@ class StateTable:
     """A Faust table (memory store) of encoded states. Keys are strings here (decimal ids,
     or external user ids), and their UTF-8 bytes (the Kafka key) in the store."""
 
-    def __init__(self, table: Any, changelog_topic: str) -> None:
+    def __init__(self, table: Any, changelog_topic: str, *, fresh_max: int = FRESH_MAX,
+                 fresh_age_s: float = FRESH_AGE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.table = table
         self.changelog_topic = changelog_topic
+        self.fresh_max = fresh_max
+        self.fresh_age_s = fresh_age_s
+        self._clock = clock
+        self._fresh: dict[bytes, float] = {}
+        """Keys written lately whose values may be kept undeflated, oldest first, with the
+        time each was written."""
         store = self._store()
         recover = store.apply_changelog_batch
 
@@ -95,17 +122,55 @@ class StateTable:
     def changelog(self, key: str, partition: int, value: bytes) -> OutRecord:
         return OutRecord(self.changelog_topic, partition, key.encode(), value, [])
 
+    def tombstone(self, key: str, partition: int) -> OutRecord:
+        """The changelog record that removes ``key``."""
+        return OutRecord(self.changelog_topic, partition, key.encode(), None, [])
+
+    def delete(self, key: str) -> None:
+        """Forget ``key`` (its tombstone acknowledged by the broker)."""
+        store = self._store()
+        raw_key = key.encode()
+        store.data.pop(raw_key, None)
+        store._key_partition.pop(raw_key, None)
+        self._fresh.pop(raw_key, None)
+
     def put(self, key: str, partition: int, value: bytes) -> None:
         """Keep a value whose changelog record the broker has acknowledged."""
         store = self._store()
         raw_key = key.encode()
         # orjson's bytes keep the buffer they were written in (4-8 KB, measured, for a
-        # learner's 900 bytes): the table keeps a packed value or an exact copy, or
-        # 100,000 learners would hold 500 MB.
-        store.data[raw_key] = pack(value)
+        # learner's 900 bytes): the table keeps an exact copy (packed later) or, for a
+        # small value, the copy for good; or 100,000 learners would hold 500 MB.
+        store.data[raw_key] = bytes(memoryview(value))
         # The memory store forgets a partition's keys when the partition moves away; it
         # learns which keys are whose from this map (filled by recovery, and here).
         store._key_partition[raw_key] = partition
+        now = self._clock()
+        fresh = self._fresh
+        if len(value) >= PACK_MIN:
+            fresh.pop(raw_key, None)
+            fresh[raw_key] = now
+        self._settle(store.data, now)
+
+    def _settle(self, data: dict[bytes, bytes], now: float) -> None:
+        """Deflate the values that leave the fresh window: past its size or its age."""
+        fresh = self._fresh
+        oldest = now - self.fresh_age_s
+        while fresh:
+            raw_key = next(iter(fresh))
+            if len(fresh) <= self.fresh_max and fresh[raw_key] > oldest:
+                return
+            del fresh[raw_key]
+            kept = data.get(raw_key)
+            if kept is not None and kept[:1] != DEFLATED:
+                data[raw_key] = deflate(kept)
+
+    def settle(self) -> int:
+        """Deflate the values that have stayed fresh past ``fresh_age_s`` (the worker calls
+        this now and then, so that an idle worker holds them deflated too); returns how many
+        values are still fresh."""
+        self._settle(self._store().data, self._clock())
+        return len(self._fresh)
 
     def chunks(self, size: int) -> Iterator[list[tuple[str, int, bytes]]]:
         """Every key held (assigned and standby partitions) with its partition and value,

@@ -41,11 +41,13 @@ async def test_topics_policies_and_a_link_request_from_the_command_line(
     assert "nothing changed" in second.stderr and ": created" not in second.stdout
 
     assert cli(broker, prefix, "policy", "set", "9961", "--groups", "5,6").returncode == 0
-    assert cli(broker, prefix, "policy", "set", "17167").returncode == 0
+    named = cli(broker, prefix, "policy", "set", "17167", "--team-id", "55526")
+    assert named.returncode == 0, named.stderr
+    assert "links put learners in team 55526" in named.stdout
     listed = cli(broker, prefix, "policy", "list")
     assert sorted((json.loads(line) for line in listed.stdout.splitlines()), key=str) == sorted([
-        {"courseId": 9961, "mandatory": True, "groupIds": [5, 6]},
-        {"courseId": 17167, "mandatory": True, "groupIds": None},
+        {"courseId": 9961, "mandatory": True, "groupIds": [5, 6], "teamId": None},
+        {"courseId": 17167, "mandatory": True, "groupIds": None, "teamId": 55526},
     ], key=str)
     assert cli(broker, prefix, "policy", "unset", "9961").returncode == 0
     after = cli(broker, prefix, "policy", "list")
@@ -73,7 +75,7 @@ async def test_a_worker_without_its_topics_says_so_and_creates_none(
     from streams.kafka.admin import admin_client
 
     broker = each_broker
-    result = cli(broker, prefix, "worker", EDUME_LINK_SECRET="s",
+    result = cli(broker, prefix, "worker", EDUME_LINK_SECRET="s", WORKER_API_TOKENS="t",
                  KAFKA_EMBEDDED_BROKER="true" if broker.embedded else "false")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "create them with `edume-streams topics create`" in result.stderr

@@ -10,8 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from streams.kafka.embedded import answers, free_port
 from tests.support import FIXTURES, read_topic
@@ -20,18 +23,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EDUME_", "KAFKA_", "WORKER_"))}
     env.update(extra)
     return env
 
 
-def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+def _authorized(url: str, token: str | None) -> urllib.request.Request:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return urllib.request.Request(url, headers=headers)
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes],
+               token: str | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"dev exited early: {proc.stdout.read().decode()}")  # type: ignore[union-attr]
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:
+            with urllib.request.urlopen(_authorized(url, token), timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -77,6 +87,8 @@ def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm() -> None:
         WORKER_WEB_PORT=str(worker_port),
         EDUME_WEBHOOK_SECRETS="demo-secret",
         EDUME_LINK_SECRET="demo-link-secret",
+        WORKER_API_TOKENS="demo-api-token",
+        WORKER_LINK_TOKENS="demo-link-token",
         TOPIC_PREFIX="dev.",
         PYTHONUNBUFFERED="1",
     )
@@ -103,11 +115,16 @@ def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm() -> None:
         assert record["key"] == "10217"
         assert record["headers"]["edume-event-type"] == "learner.added"
         assert record["value"]["payload"]["user"]["userId"] == 10217
-        # The worker dev started has the learner in its table.
-        _wait_http(f"http://127.0.0.1:{worker_port}/learners/10217/progress", 60, proc)
-        with urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/learners/10217/progress",
-                                    timeout=5) as r:
+        # The worker dev started has the learner in its table, for a caller with a token.
+        progress = f"http://127.0.0.1:{worker_port}/learners/10217/progress"
+        _wait_http(progress, 60, proc, token="demo-api-token")
+        with urllib.request.urlopen(_authorized(progress, "demo-api-token"), timeout=5) as r:
             assert json.loads(r.read())["assignedCourseIds"] == [202, 2045, 2099]
+        try:
+            urllib.request.urlopen(progress, timeout=5)
+            raise AssertionError("the query API answered without a token")
+        except urllib.error.HTTPError as refused:
+            assert (refused.code, refused.headers["WWW-Authenticate"]) == (401, "Bearer")
     finally:
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -122,6 +139,7 @@ def test_dev_runs_the_pipeline_and_stops_cleanly_on_sigterm() -> None:
     assert time.monotonic() - signalled < 4.0, output
     assert "demo-secret" not in output
     assert "demo-link-secret" not in output
+    assert "demo-api-token" not in output and "demo-link-token" not in output
     assert not _tansu_pids_on(kafka_port), "the embedded broker outlived dev"
     for port in (kafka_port, http_port, worker_port):
         assert not answers("127.0.0.1", port), f"something still listens on {port}"
@@ -140,6 +158,22 @@ def test_worker_refuses_to_start_without_the_link_secret() -> None:
                             capture_output=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert b"EDUME_LINK_SECRET" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "dev"])
+def test_worker_and_dev_refuse_to_start_without_api_tokens(command: str) -> None:
+    """Before any broker is looked for: the query API never runs open."""
+    kafka_port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "streams", command], cwd=ROOT,
+        env=_env(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{kafka_port}",
+                 EDUME_LINK_SECRET="demo-link-secret", EDUME_WEBHOOK_SECRETS="demo-secret",
+                 WORKER_LINK_TOKENS="demo-link-token"),
+        capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert b"set WORKER_API_TOKENS" in result.stderr, result.stderr
+    assert b"demo-link-token" not in result.stderr + result.stdout
+    assert not answers("127.0.0.1", kafka_port), "it started a broker before refusing"
 
 
 async def test_every_202_is_on_the_topic_when_sigterm_lands_mid_flood(broker, prefix) -> None:

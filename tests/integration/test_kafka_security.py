@@ -146,6 +146,7 @@ def run_cli(env: dict[str, str], prefix: str, *args: str,
             timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("EDUME_", "KAFKA_"))}
     full.update(env, TOPIC_PREFIX=prefix, EDUME_LINK_SECRET="s", EDUME_WEBHOOK_SECRETS=SECRET,
+                WORKER_API_TOKENS="security-test-api-token",
                 INGRESS_PORT=str(free_port()), WORKER_WEB_PORT=str(free_port()))
     return subprocess.run([sys.executable, "-m", "streams", *args], cwd=ROOT, env=full,
                           capture_output=True, text=True, timeout=timeout_s, check=False)

@@ -4,6 +4,7 @@ API, and one link per request whatever is redelivered or reprocessed after a SIG
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from streams.tools.policy import write_policy
 from tests.support import read_topic
 from tests.worker_support import (
     LINK_SECRET,
+    LINK_TOKEN,
     WorkerProcess,
     course_story,
     event,
@@ -80,7 +82,10 @@ async def test_requests_and_assignments_give_one_signed_link_each(
             "group": {"groupId": 12779}, "teams": [{"teamId": 7}],
             "course": {"courseId": 503, "courseKey": "key-503"}, "modules": [], "version": 1}}),
     ])
-    write_policy(settings, 501, TrainingPolicy(courseId=501, mandatory=True, groupIds=[5]))
+    # Course 501 has two teams: the policy names the one an assignment link puts the
+    # learner in (eduMe's g is the team the learner joins by clicking).
+    write_policy(settings, 501, TrainingPolicy(courseId=501, mandatory=True, groupIds=[5],
+                                               teamId=8))
     learner_ext = "ext 9001/+&=%é"
     publish(broker.bootstrap, prefix, [event({
         "type": "learner.added", "timestamp": now_stamp(), "payload": {
@@ -95,7 +100,7 @@ async def test_requests_and_assignments_give_one_signed_link_each(
                                         "courseId": 501, "teamId": 8}).encode(), header_id)
     valid = [
         r1, r2,
-        request("zoë", kind="module", contentId=10658, teamId=7),
+        request("zoë", kind="module", contentId=10658, teamId=7, reason="onboarding, week 1"),
         request("alice smith", kind="hub", teamIds=[7]),
         request("carol", kind="knowledge-hub", contentId=3),
     ]
@@ -134,7 +139,7 @@ async def test_requests_and_assignments_give_one_signed_link_each(
             signed("module", "zoë", 10658, [7]),
             signed("hub", "alice smith", None, [7]),
             signed("knowledge-hub", "carol", 3, []),
-            signed("course", learner_ext, 501, [7, 8]),
+            signed("course", learner_ext, 501, [8]),
         ])
         for record in issued:
             value = json.loads(record.value)
@@ -142,6 +147,16 @@ async def test_requests_and_assignments_give_one_signed_link_each(
             assert dict(record.headers)[headers.EVENT_TYPE] == topics.LINK_ISSUED.encode()
         reasons = {json.loads(r.value)["reason"] for r in issued}
         assert reasons == {"request", "assignment"}
+        # Each link names what asked for it: a request's id (its edume-event-id, or the
+        # SHA-256 of its value when it came without one) and its own reason text.
+        named = {json.loads(r.value)["url"]: json.loads(r.value) for r in issued}
+        bob = named[signed("course", "bob/+&=", 501, [8])]
+        assert (bob["requestId"], bob["note"]) == (header_id, None)
+        zoe = named[signed("module", "zoë", 10658, [7])]
+        assert zoe["note"] == "onboarding, week 1"
+        assert zoe["requestId"] == hashlib.sha256(valid[2][1]).hexdigest()
+        assigned = named[signed("course", learner_ext, 501, [8])]
+        assert (assigned["requestId"], assigned["note"]) == (None, None)
         said = [json.loads(r.value)["reason"] for r in rejected]
         for _, reason in refused:
             assert len([s for s in said if s.startswith(reason)]) == 1, (reason, said)
@@ -150,15 +165,24 @@ async def test_requests_and_assignments_give_one_signed_link_each(
         assert dlq[0].value == b"{not json"
         assert await worker.metric("edume_worker_rekeyed_total") > 0  # CRC32 placed some
 
-        status, mine = await worker.get("/learners/9001/links")
+        status, mine = await worker.get("/learners/9001/links", LINK_TOKEN)
         assert status == 200, mine
         assert mine["userId"] == 9001 and mine["externalUserId"] == learner_ext
         assert [(x["kind"], x["reason"], x["courseId"]) for x in mine["links"]] == [
             ("course", "assignment", 501)]
-        assert mine["links"][0]["url"] == signed("course", learner_ext, 501, [7, 8])
-        status, alice = await worker.get("/links?externalUserId=alice%20smith")
+        assert mine["links"][0]["url"] == signed("course", learner_ext, 501, [8])
+        # A WORKER_API_TOKENS token sees the same links without their signed URLs.
+        status, hidden = await worker.get("/learners/9001/links")
+        assert status == 200
+        assert hidden["links"] == [{k: v for k, v in link.items() if k != "url"}
+                                   for link in mine["links"]]
+        status, alice = await worker.get("/links?externalUserId=alice%20smith", LINK_TOKEN)
         assert status == 200
         assert sorted(x["kind"] for x in alice["links"]) == ["course", "hub"]
+        assert all(x["url"].startswith(BASE) for x in alice["links"])
+        status, alice_hidden = await worker.get("/links?externalUserId=alice%20smith")
+        assert status == 200 and len(alice_hidden["links"]) == 2
+        assert not any("url" in x for x in alice_hidden["links"])
         assert (await worker.get("/learners/424242/links"))[0] == 404
 
         # SIGKILL, the same requests again (and an assignment redelivered), restart:

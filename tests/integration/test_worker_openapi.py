@@ -33,7 +33,16 @@ from streams.worker.openapi import (
     worker_openapi_document,
 )
 from tests.support import FIXTURES, compact, make_settings, manifest
-from tests.worker_support import Event, WorkerProcess, course_story, eventually, fold, publish
+from tests.worker_support import (
+    API_TOKEN,
+    Event,
+    WorkerProcess,
+    bearer,
+    course_story,
+    eventually,
+    fold,
+    publish,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -78,8 +87,15 @@ async def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactor
 
 # Loaded at collection, as in test_openapi_conformance.py: schemathesis's fixture-based
 # loader does not run on pytest 9. The first test checks that the worker serves exactly it.
+# The calls carry a WORKER_API_TOKENS token; schemathesis adds none of its own (made-up
+# ones cannot be valid), and its auth check still sends each data request without a token
+# and with a made-up one, and expects 401 with the documented answer.
 DOCUMENT = worker_openapi_document()
-schema = schemathesis.openapi.from_dict(DOCUMENT)
+schema = schemathesis.openapi.from_dict(
+    DOCUMENT,
+    config=schemathesis.Config.from_dict({"generation": {"with-security-parameters": False}}),
+)
+AUTH = bearer(API_TOKEN)
 
 
 def _call(url: str, method: str = "GET") -> tuple[int, Any, Any]:
@@ -104,8 +120,9 @@ def test_the_worker_does_what_its_openapi_document_says(
     """Every default check: no server error, status codes, content types, headers and bodies
     as documented, ids that break the pattern refused and ones that keep it accepted, 405
     with ``Allow`` for a method a page does not list. The examples phase asks for the
-    document's example ids, which exist here."""
-    case.call_and_validate(base_url=worker.url)
+    document's example ids, which exist here. Authentication enforced: 401 without a
+    token or with a wrong one on every data page, none asked on the open ones."""
+    case.call_and_validate(base_url=worker.url, headers=AUTH)
 
 
 def _example_ids(path: str) -> list[str]:
@@ -129,7 +146,7 @@ def test_every_key_written_is_answered_as_documented(
     """Each learner and course the events describe, as a case of its own: 200, a body that
     matches the document, and the state the pure reducers fold from the same events."""
     case = schema[path]["GET"].Case(path_parameters={param: key})
-    response = case.call_and_validate(base_url=worker.url)
+    response = case.call_and_validate(base_url=worker.url, headers=AUTH)
     assert response.status_code == 200
     assert response.json() == json.loads(json.dumps(expected))
 

@@ -45,9 +45,10 @@ def test_schemas_writes_a_schema_per_topic_and_an_asyncapi_document(
 ) -> None:
     assert main(["schemas", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    contract = ["edume.course.events", "edume.learner.events", "edume.webhooks.dlq",
-                "links.issue", "links.issued", "links.rejected", "links.requests",
-                "streams.dlq", "training.mandatory.completed", "training.policies"]
+    contract = ["catalog.imports", "edume.course.events", "edume.learner.events",
+                "edume.webhooks.dlq", "links.issue", "links.issued", "links.rejected",
+                "links.requests", "privacy.erasures", "streams.dlq", "training.evidence",
+                "training.mandatory.completed", "training.policies"]
     assert names == ["asyncapi.json", *(f"{n}.schema.json" for n in contract)]
     learner = json.loads((tmp_path / "edume.learner.events.schema.json").read_text())
     assert learner["$schema"].endswith("2020-12/schema")

@@ -142,7 +142,8 @@ def test_a_copy_from_before_a_seek_back_is_processed_as_it_comes() -> None:
 
 async def test_every_topic_an_agent_reads_is_guarded(tmp_path: Path) -> None:
     """The link topics and the policies (compacted) too, not only the event topics."""
-    worker = Worker(Settings(link_secret="x"), Layout.from_catalog("p."), str(tmp_path))
+    settings = Settings(link_secret="x", worker_api_tokens=("t",))
+    worker = Worker(settings, Layout.from_catalog("p."), str(tmp_path))
     read = {topic for agent in worker.app.agents.values() for topic in agent.channel.topics}
     assert {"p.links.requests", "p.links.issue", "p.edume-streams.links.rekey",
             "p.training.policies"} <= read

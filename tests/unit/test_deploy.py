@@ -5,7 +5,8 @@ Every expectation comes from the program: the topic catalog (``streams.core.topi
 the environment variables and their defaults (``streams.settings``), the routes the
 ingress and the worker serve (their OpenAPI documents), the command line
 (``streams.tools.cli.build_parser``), the console script (pyproject.toml), and who reads and
-writes each topic (``streams.tools.docs_gen.TOPIC_DOCS``) for the Kafka users' ACLs. The
+writes each topic (``streams.tools.docs_gen.TOPIC_DOCS``) for the Kafka users' ACLs, and which
+secrets each component's code reads for the secrets its pods and containers get. The
 Kubernetes manifests are rendered with ``kubectl kustomize`` (or ``kustomize``) when one is
 installed; without it the base is read file by file and the overlay checks are skipped.
 """
@@ -39,6 +40,7 @@ from streams.core.topics import (
 )
 from streams.ingress.openapi import ALLOWED_METHODS
 from streams.settings import ENV_VARS, Settings
+from streams.settings import SECRET_VARS as SETTINGS_SECRET_VARS
 from streams.tools import k8s_topics
 from streams.tools.cli import build_parser
 from streams.tools.docs_gen import TOPIC_DOCS
@@ -53,16 +55,30 @@ K8S_BASE = DEPLOY / "k8s" / "base"
 K8S_OVERLAY = DEPLOY / "k8s" / "overlays" / "example"
 COMPOSE_SCHEMA = REPO / "tests" / "fixtures" / "compose-spec" / "compose-spec.json"
 OPERATIONS_DOC = REPO / "docs" / "operations.md"
+STREAMS = REPO / "streams"
 
 DEFAULTS = Settings()
-SECRET_VARS = frozenset(
-    var for var, name in ENV_VARS.items() if not Settings.model_fields[name].repr
-)
-"""The variables whose fields are kept out of ``repr``: the secrets."""
+SECRET_VARS = frozenset(SETTINGS_SECRET_VARS)
+"""The secrets: the variables that also have a ``NAME_FILE`` form."""
 SECRET_FILE_VARS = frozenset(f"{var}_FILE" for var in SECRET_VARS)
 """``NAME_FILE``: a secret read from the file at that path."""
 KAFKA_CLIENT_SECRETS = frozenset(var for var in SECRET_VARS if var.startswith("KAFKA_"))
 """The Kafka clients' passwords (SASL, TLS key)."""
+COMPONENT_SECRETS = {
+    "ingress": frozenset({"EDUME_WEBHOOK_SECRETS", "EDUME_WEBHOOK_BEARER_TOKENS"}),
+    "worker": frozenset({"EDUME_LINK_SECRET", "WORKER_API_TOKENS", "WORKER_LINK_TOKENS"}),
+    "topics": frozenset(),
+}
+"""Per command, the secrets it uses besides the Kafka passwords: what its pod or container
+is given, and nothing more (checked against the code below)."""
+WITHHELD_SECRETS = {"worker": frozenset({"EDUME_WEBHOOK_SECRETS"})}
+"""Secrets a component's code uses when it has them but does without, and is not given:
+a worker checks the proofs of ``/learners/{userId}/evidence`` again with the webhook
+signing secrets if it has them (``verdict`` null otherwise). Those secrets let whoever holds
+them forge webhooks, so they stay with the ingress (deploy/README.md, "Secrets")."""
+WORKER_CLIENT_LABEL = ("edume-streams/worker-client", "true")
+"""The label of the pods that may call the workers' query API (downstream apps,
+Prometheus), as deploy/README.md documents it."""
 PYTHON_RUNTIME_VARS = frozenset(
     {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR",
      "PIP_DISABLE_PIP_VERSION_CHECK"}
@@ -368,7 +384,7 @@ def test_the_build_context_holds_what_pip_install_needs() -> None:
 @pytest.mark.parametrize("path", [
     ".git/HEAD", ".venv/bin/python", ".pytest_cache/v/cache/nodeids", ".mypy_cache/x.json",
     ".hypothesis/examples/x", "tests/unit/test_deploy.py", "bench/results/run.json",
-    "deploy/edume-streams.env", "edume-streams-data/v1/tables",
+    "deploy/secrets/EDUME_LINK_SECRET", "edume-streams-data/v1/tables",
     "streams/__pycache__/cli.cpython-311.pyc",
 ])
 def test_the_build_context_leaves_out_local_state_and_secrets(path: str) -> None:
@@ -889,23 +905,92 @@ def test_environment_variables_are_the_programs(which: str) -> None:
 
 @pytest.mark.parametrize("which", RENDERINGS)
 def test_secrets_are_referenced_never_defined(which: str) -> None:
+    """No Secret object, no secret in a ConfigMap, and no secret in any container's
+    environment, not even by reference: only ``NAME_FILE`` paths."""
     cluster = k8s(which)
     assert not cluster.of_kind("Secret"), "no Secret in the manifests"
     for configmap in cluster.of_kind("ConfigMap"):
         assert not set(configmap.get("data", {})) & SECRET_VARS
-    secret_names = set()
     for workload in cluster.workloads:
         for container in containers(workload):
+            name = f"{workload['metadata']['name']}/{container['name']}"
             for item in container.get("env", []):
-                if item["name"] in SECRET_VARS:
-                    assert "value" not in item, f"{item['name']} has a literal value"
-                    ref = item["valueFrom"]["secretKeyRef"]
-                    assert ref["key"] == item["name"]
-                    secret_names.add(ref["name"])
+                assert item["name"] not in SECRET_VARS, f"{name}: {item['name']} in env"
+                assert "secretKeyRef" not in item.get("valueFrom", {}), (
+                    f"{name}: {item['name']} comes from a Secret into the environment"
+                )
             for source in container.get("envFrom", []):
-                if "secretRef" in source:
-                    secret_names.add(source["secretRef"]["name"])
-    assert len(secret_names) == 1, secret_names
+                assert "secretRef" not in source, f"{name}: a whole Secret in the environment"
+
+
+def secret_volume_mode(volume: Mapping[str, Any], item: Mapping[str, Any]) -> int:
+    """The mode of one file of a Secret volume (Kubernetes' default: 0644)."""
+    secret = volume["secret"]
+    return int(item.get("mode", secret.get("defaultMode", 0o644)))
+
+
+def kafka_secrets(settings: Settings) -> frozenset[str]:
+    """The Kafka passwords the settings call for."""
+    needed = set()
+    if settings.kafka.sasl:
+        needed.add("KAFKA_SASL_PASSWORD")
+    if settings.kafka_ssl_key_file is not None:
+        needed.add("KAFKA_SSL_KEY_PASSWORD")
+    return frozenset(needed)
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_each_workload_mounts_only_the_secrets_it_uses_as_read_only_files(which: str) -> None:
+    """Every secret the component uses is a file of a mounted Secret (``NAME_FILE``), on a
+    read-only mount; no other Secret key is mounted; and no Secret holding one of the
+    application's secrets is mounted by the other workload."""
+    cluster = k8s(which)
+    mounted_by: dict[str, set[str]] = {}
+    holds_secret: set[str] = set()
+    for workload in cluster.workloads:
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
+        for container in containers(workload):
+            command = command_of(container)
+            env = cluster.container_env(container, workload, stand_ins=False)
+            settings = Settings.from_env(cluster.container_env(container, workload))
+            files = mounted_secret_files(container, workload)
+            given = {var for var in SECRET_VARS if f"{var}_FILE" in env}
+            assert given == COMPONENT_SECRETS[command] | kafka_secrets(settings), command
+            for var in given:
+                path = env[f"{var}_FILE"]
+                assert path in files, f"{command}: {var}_FILE={path} is no mounted Secret file"
+                holds_secret.add(files[path][0])
+            # Nothing mounted that no variable points at (the CA certificate is not secret,
+            # but it is read through KAFKA_SSL_CA_FILE all the same).
+            referenced = {env[f"{var}_FILE"] for var in given} | {env.get("KAFKA_SSL_CA_FILE")}
+            assert set(files) <= referenced, f"{command}: unused {set(files) - referenced}"
+            for mount in container.get("volumeMounts", []):
+                if "secret" in volumes[mount["name"]]:
+                    assert mount.get("readOnly") is True, f"{command}: {mount['name']}"
+                    name = volumes[mount["name"]]["secret"]["secretName"]
+                    mounted_by.setdefault(name, set()).add(workload["metadata"]["name"])
+    for name in holds_secret:
+        assert len(mounted_by[name]) == 1, f"Secret {name} is mounted by {mounted_by[name]}"
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_secret_files_are_readable_by_the_process_alone(which: str) -> None:
+    """The Secret volumes' files belong to the pod's fsGroup, the process's group, and
+    nobody else may read them."""
+    cluster = k8s(which)
+    for workload in cluster.workloads:
+        pod = workload["spec"]["template"]["spec"]
+        context = pod["securityContext"]
+        for volume in pod.get("volumes", []):
+            if "secret" not in volume:
+                continue
+            for item in volume["secret"]["items"]:
+                mode = secret_volume_mode(volume, item)
+                where = f"{workload['metadata']['name']}: {volume['name']}/{item['path']}"
+                assert mode & 0o007 == 0, f"{where}: mode {mode:o} lets others read it"
+                assert mode & 0o040, f"{where}: mode {mode:o}, not readable by its group"
+                assert mode & 0o222 == 0, f"{where}: mode {mode:o}, writable"
+        assert context.get("fsGroup") == context["runAsGroup"], workload["metadata"]["name"]
 
 
 @pytest.mark.parametrize("which", RENDERINGS)
@@ -918,18 +1003,271 @@ def test_each_container_gets_valid_settings_and_the_secrets_it_needs(which: str)
             settings = Settings.from_env(env)
             if command == "ingress":
                 settings.require_webhook_auth()
-                refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
-                        if e["name"] in SECRET_VARS}
-                assert refs, "the ingress reads a webhook secret or token"
             else:
                 settings.require_link_secret()
-                (ref,) = [e["valueFrom"]["secretKeyRef"] for e in container["env"]
-                          if e["name"] == "EDUME_LINK_SECRET"]
-                assert not ref.get("optional", False), "the worker cannot start without it"
+                settings.require_worker_api_tokens()
             # On Apache Kafka: idempotent producers, no embedded-broker workarounds.
             assert settings.kafka_enable_idempotence
             assert not settings.kafka_embedded_broker
             assert settings.topic_replication_factor > 1
+            # Every secret file is read: its (stand-in) content is the setting's value.
+            raw = cluster.container_env(container, workload, stand_ins=False)
+            for var in COMPONENT_SECRETS[command]:
+                value = getattr(settings, ENV_VARS[var])
+                text = ",".join(value) if isinstance(value, tuple) else str(value)
+                assert text == Path(env[f"{var}_FILE"]).read_text().rstrip("\n"), var
+                assert raw[f"{var}_FILE"] != env[f"{var}_FILE"], f"{var}: a mounted file"
+
+
+def test_component_secrets_are_the_secrets_each_components_code_reads() -> None:
+    """COMPONENT_SECRETS, which the manifest checks hold each workload to, is what the
+    ingress's and the workers' code read from their settings (the Kafka passwords are
+    read by the Kafka clients both use)."""
+    fields = {ENV_VARS[var]: var for var in SECRET_VARS - KAFKA_CLIENT_SECRETS}
+    for command in ("ingress", "worker"):
+        code = "\n".join(p.read_text() for p in sorted((STREAMS / command).rglob("*.py")))
+        read = {var for field, var in fields.items() if re.search(rf"\.{field}\b", code)}
+        withheld = WITHHELD_SECRETS.get(command, frozenset())
+        assert read == COMPONENT_SECRETS[command] | withheld, command
+        assert not COMPONENT_SECRETS[command] & withheld, command
+    clients = (STREAMS / "kafka" / "clients.py").read_text()
+    assert all(re.search(rf"\.{ENV_VARS[var]}\b", clients) for var in KAFKA_CLIENT_SECRETS)
+    assert set().union(*COMPONENT_SECRETS.values()) == SECRET_VARS - KAFKA_CLIENT_SECRETS
+
+
+# ---- NetworkPolicies and the TLS Ingress -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A pod as NetworkPolicies see it: its namespace, its labels, its named ports."""
+
+    namespace: str
+    labels: Mapping[str, str]
+    ports: Mapping[str, int] = field(default_factory=dict)
+
+
+APP_NAMESPACE = "default"
+"""The namespace of the base's objects, which set none."""
+
+
+def namespace_of(obj: Mapping[str, Any]) -> str:
+    return str(obj["metadata"].get("namespace", APP_NAMESPACE))
+
+
+def workload_pod(workload: dict[str, Any]) -> Pod:
+    (container,) = containers(workload)
+    ports = {p["name"]: int(p["containerPort"]) for p in container["ports"] if "name" in p}
+    return Pod(namespace_of(workload), workload["spec"]["template"]["metadata"]["labels"], ports)
+
+
+def label_selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A LabelSelector; the empty one selects everything."""
+    assert set(selector) <= {"matchLabels"}, f"matchExpressions are not modelled: {selector}"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def peer_admits(peer: Mapping[str, Any], policy_namespace: str, pod: Pod) -> bool:
+    assert "ipBlock" not in peer, "ipBlock is not modelled: select pods"
+    if "namespaceSelector" in peer:
+        namespace_labels = {"kubernetes.io/metadata.name": pod.namespace}
+        if not label_selects(peer["namespaceSelector"], namespace_labels):
+            return False
+    elif pod.namespace != policy_namespace:
+        return False
+    return label_selects(peer.get("podSelector", {}), pod.labels)
+
+
+def port_admits(rule: Mapping[str, Any], destination: Pod, port: int, protocol: str) -> bool:
+    if "ports" not in rule:
+        return True
+    for entry in rule["ports"]:
+        number = entry.get("port")
+        if isinstance(number, str):
+            number = destination.ports.get(number)
+        if entry.get("protocol", "TCP") == protocol and number in (None, port):
+            return True
+    return False
+
+
+def network_allows(cluster: K8s, source: Pod, destination: Pod, port: int,
+                   protocol: str = "TCP") -> bool:
+    """Whether the cluster's NetworkPolicies let ``source`` open a connection to
+    ``destination`` on ``port``: allowed out of the source (no policy isolates it for
+    egress, or one of those allows it) and into the destination, likewise."""
+    policies = cluster.of_kind("NetworkPolicy")
+    for direction, rules_key, peers_key, subject, other in (
+        ("Egress", "egress", "to", source, destination),
+        ("Ingress", "ingress", "from", destination, source),
+    ):
+        isolating = [p for p in policies if namespace_of(p) == subject.namespace
+                     and direction in p["spec"]["policyTypes"]
+                     and label_selects(p["spec"]["podSelector"], subject.labels)]
+        if isolating and not any(
+            peers_key not in rule
+            or any(peer_admits(peer, namespace_of(policy), other) for peer in rule[peers_key])
+            for policy in isolating for rule in policy["spec"].get(rules_key, [])
+            if port_admits(rule, destination, port, protocol)
+        ):
+            return False
+    return True
+
+
+def kafka_broker(cluster: K8s, app_namespace: str) -> tuple[Pod, set[int]]:
+    """A broker pod of the Strimzi cluster the applications use (Strimzi's labels), in the
+    namespace of the bootstrap address, and the ports the applications connect to."""
+    (strimzi,) = {u["metadata"]["labels"]["strimzi.io/cluster"]
+                  for u in cluster.of_kind("KafkaUser")}
+    bootstrap = cluster.configmap("edume-streams-config")["KAFKA_BOOTSTRAP_SERVERS"]
+    namespaces, ports = set(), set()
+    for server in bootstrap.split(","):
+        host, _, port = server.rpartition(":")
+        parts = host.split(".")
+        namespaces.add(parts[1] if len(parts) > 1 else app_namespace)
+        ports.add(int(port))
+    (namespace,) = namespaces
+    labels = {"strimzi.io/cluster": strimzi, "strimzi.io/kind": "Kafka",
+              "strimzi.io/name": f"{strimzi}-kafka"}
+    return Pod(namespace, labels), ports
+
+
+def app_pods(cluster: K8s) -> dict[str, Pod]:
+    return {command_of(containers(w)[0]): workload_pod(w) for w in cluster.workloads}
+
+
+KUBE_DNS = Pod("kube-system", {"k8s-app": "kube-dns"})
+ELSEWHERE = "somewhere-else"
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_network_policies_deny_everything_by_default(which: str) -> None:
+    """One policy isolates every pod of the application both ways and allows nothing; the
+    others only add what each needs."""
+    cluster = k8s(which)
+    policies = cluster.of_kind("NetworkPolicy")
+    pods = app_pods(cluster)
+    deny_all = [p for p in policies
+                if set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+                and not p["spec"].get("ingress") and not p["spec"].get("egress")
+                and all(label_selects(p["spec"]["podSelector"], pod.labels)
+                        and namespace_of(p) == pod.namespace for pod in pods.values())]
+    assert deny_all, "a default-deny NetworkPolicy for the application's pods"
+    # Its selector is the application's, not everything in the namespace.
+    for policy in deny_all:
+        assert policy["spec"]["podSelector"].get("matchLabels"), "select the app's pods only"
+    for policy in policies:
+        selector = policy["spec"]["podSelector"].get("matchLabels", {})
+        assert selector.get("app.kubernetes.io/name") == "edume-streams", (
+            f"{policy['metadata']['name']} selects pods other than the application's"
+        )
+        assert any(label_selects(policy["spec"]["podSelector"], pod.labels)
+                   for pod in pods.values()), f"{policy['metadata']['name']} selects no pod"
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_the_ingress_is_reachable_from_anywhere_on_its_port_only(which: str) -> None:
+    cluster = k8s(which)
+    pods = app_pods(cluster)
+    ingress = pods["ingress"]
+    (deployment,) = cluster.of_kind("Deployment")
+    settings = Settings.from_env(cluster.container_env(containers(deployment)[0], deployment))
+    outsider = Pod(ELSEWHERE, {"app": "ingress-nginx"})
+    assert network_allows(cluster, outsider, ingress, settings.ingress_port)
+    assert network_allows(cluster, Pod(ingress.namespace, {}), ingress, settings.ingress_port)
+    for port in (settings.worker_web_port, 22, 9093):
+        assert not network_allows(cluster, outsider, ingress, port), port
+    assert not network_allows(cluster, outsider, ingress, settings.ingress_port, "UDP")
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_the_worker_api_is_reachable_only_from_workers_and_labelled_clients(which: str) -> None:
+    cluster = k8s(which)
+    pods = app_pods(cluster)
+    worker, ingress = pods["worker"], pods["ingress"]
+    (statefulset,) = cluster.of_kind("StatefulSet")
+    port = Settings.from_env(
+        cluster.container_env(containers(statefulset)[0], statefulset)).worker_web_port
+    key, value = WORKER_CLIENT_LABEL
+    for namespace in (worker.namespace, ELSEWHERE):
+        client = Pod(namespace, {key: value, "app": "downstream"})
+        assert network_allows(cluster, client, worker, port), namespace
+        assert not network_allows(cluster, client, worker, 9999), namespace
+        for stranger in (Pod(namespace, {"app": "downstream"}), Pod(namespace, {key: "false"})):
+            assert not network_allows(cluster, stranger, worker, port), (namespace, stranger)
+    # Worker to worker: queries forwarded to the owner of a key; this deployment's workers
+    # only, not those of another one (another namespace).
+    assert network_allows(cluster, worker, worker, port)
+    foreign = Pod(ELSEWHERE, worker.labels, worker.ports)
+    assert not network_allows(cluster, worker, foreign, port)
+    assert not network_allows(cluster, foreign, worker, port)
+    # The ingress is no client of the workers, nor anything else of the app's.
+    assert not network_allows(cluster, ingress, worker, port)
+    assert not network_allows(cluster, worker, ingress, ingress.ports["http"])
+    # A worker calls no client back.
+    assert not network_allows(cluster, worker, Pod(worker.namespace, {key: value}), port)
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
+def test_pods_may_reach_kafka_and_dns_and_nothing_else(which: str) -> None:
+    cluster = k8s(which)
+    for command, pod in app_pods(cluster).items():
+        broker, kafka_ports = kafka_broker(cluster, pod.namespace)
+        for port in kafka_ports:
+            assert network_allows(cluster, pod, broker, port), (command, port)
+        for protocol in ("UDP", "TCP"):
+            assert network_allows(cluster, pod, KUBE_DNS, 53, protocol), (command, protocol)
+        # Not another port of the brokers, nor another cluster's brokers, nor the rest.
+        assert not network_allows(cluster, pod, broker, 9092), command
+        other_cluster = Pod(broker.namespace, {**broker.labels, "strimzi.io/cluster": "other"})
+        assert not network_allows(cluster, pod, other_cluster, min(kafka_ports)), command
+        assert not network_allows(cluster, pod, Pod(KUBE_DNS.namespace, {}), 53, "UDP")
+        for destination in (Pod(ELSEWHERE, {}), Pod(pod.namespace, {"app": "x"})):
+            for port in (80, 443, min(kafka_ports)):
+                assert not network_allows(cluster, pod, destination, port), (command, port)
+
+
+def test_the_tls_ingress_routes_only_the_webhook_path_to_the_ingress_service() -> None:
+    cluster = k8s("overlay")
+    (ingress,) = cluster.of_kind("Ingress")
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    spec = ingress["spec"]
+    tls_hosts = {host: entry["secretName"] for entry in spec["tls"] for host in entry["hosts"]}
+    (deployment,) = cluster.of_kind("Deployment")
+    assert command_of(containers(deployment)[0]) == "ingress"
+    (container,) = containers(deployment)
+    settings = Settings.from_env(cluster.container_env(container, deployment))
+    webhook_paths = {p for p, allow in ALLOWED_METHODS.items() if "POST" in allow}
+    routed = []
+    for rule in spec["rules"]:
+        assert rule["host"] in tls_hosts, f"{rule['host']}: no TLS"
+        assert tls_hosts[rule["host"]], "the TLS Secret is named (cert-manager writes it)"
+        for path in rule["http"]["paths"]:
+            routed.append(path["path"])
+            assert path["pathType"] == "Exact", "only that path, nothing under it"
+            backend = path["backend"]["service"]
+            service = cluster.one("Service", backend["name"])
+            assert namespace_of(service) == namespace_of(ingress)
+            assert selects(service["spec"]["selector"],
+                           deployment["spec"]["template"]["metadata"]["labels"])
+            (port,) = [p for p in service["spec"]["ports"]
+                       if p.get("name") == backend["port"].get("name")
+                       or p["port"] == backend["port"].get("number")]
+            target = port_number(container, port.get("targetPort", port["port"]))
+            assert target == settings.ingress_port
+            # The controller may pass it: the ingress accepts from anywhere on that port.
+            controller = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+            assert network_allows(cluster, controller, workload_pod(deployment), target)
+    assert sorted(routed) == sorted(webhook_paths) == ["/webhooks/edume"], routed
+    # A certificate comes from cert-manager (its annotation names the issuer) or is a TLS
+    # Secret the operator creates (webhook-ingress.yaml says which).
+    annotations = ingress["metadata"].get("annotations", {})
+    issuers = {k for k in annotations if k.startswith("cert-manager.io/")}
+    assert issuers <= {"cert-manager.io/cluster-issuer", "cert-manager.io/issuer"}
+    # The controller lets every body the ingress accepts through (the ingress answers 413).
+    body = annotations.get("nginx.ingress.kubernetes.io/proxy-body-size")
+    if body is not None:
+        scale = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(body[-1].lower(), 1)
+        assert int(body.rstrip("kmgKMG")) * scale > settings.max_body_bytes
 
 
 @pytest.mark.parametrize("which", RENDERINGS)
@@ -1165,30 +1503,36 @@ def service_command(service: dict[str, Any]) -> str:
     return str(build_parser().parse_args([str(a) for a in service["command"]]).command)
 
 
-def env_file_path() -> Path:
-    files = {str(s["env_file"]) for s in app_services().values()}
-    assert len(files) == 1, files
-    return COMPOSE.parent / files.pop()
-
-
-def read_env_file(path: Path) -> dict[str, str]:
+def compose_secret_files() -> dict[str, Path]:
+    """The top-level secrets: name → the file on the host."""
     out = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            name, sep, value = line.partition("=")
-            assert sep, line
-            out[name.strip()] = value.strip()
+    for name, secret in (compose().get("secrets") or {}).items():
+        assert set(secret) == {"file"}, f"secret {name}: a file (no external, no driver)"
+        out[str(name)] = (COMPOSE.parent / secret["file"]).resolve()
     return out
 
 
-def service_env(service: dict[str, Any]) -> dict[str, str]:
-    """What the container sees: the image's ENV, the env file (here: the example with
-    stand-in secrets), then ``environment``."""
+def service_secret_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Path in the container → secret name, for every secret the service mounts (Compose
+    mounts ``target``, or the secret's name, under /run/secrets/)."""
+    out = {}
+    for entry in service.get("secrets") or []:
+        source, target = (entry, entry) if isinstance(entry, str) else (
+            entry["source"], entry.get("target", entry["source"]))
+        path = target if target.startswith("/") else f"/run/secrets/{target}"
+        out[path] = str(source)
+    return out
+
+
+def service_env(service: dict[str, Any], *, stand_ins: bool = True) -> dict[str, str]:
+    """What the container sees: the image's ENV, then ``environment``. With ``stand_ins``,
+    a path to a mounted secret becomes the path of a readable stand-in file."""
     env = dockerfile().env()
-    example = read_env_file(env_file_path().with_name(env_file_path().name + ".example"))
-    env.update({var: value or placeholder(var) for var, value in example.items()})
     env.update({str(k): str(v) for k, v in (service.get("environment") or {}).items()})
+    if stand_ins:
+        mounts = service_secret_mounts(service)
+        env = {name: stand_in_file("compose", mounts[value]) if value in mounts else value
+               for name, value in env.items()}
     return env
 
 
@@ -1256,21 +1600,51 @@ def test_compose_services_use_only_known_variables_and_no_secret_values() -> Non
     extra = container_only_vars()
     for name, service in app_services().items():
         environment = {str(k) for k in (service.get("environment") or {})}
-        unknown = environment - set(ENV_VARS) - extra
+        unknown = environment - set(ENV_VARS) - SECRET_FILE_VARS - extra
         assert not unknown, f"{name}: {sorted(unknown)}"
-        assert not environment & SECRET_VARS, f"{name}: secrets belong in the env file"
-        assert not environment & SECRET_FILE_VARS, f"{name}: secrets belong in the env file"
+        assert not environment & SECRET_VARS, f"{name}: secrets are files (NAME_FILE)"
+        assert "env_file" not in service, f"{name}: no env file, secrets are files"
         # Kafka is PLAINTEXT on the project's own network: no Kafka password to give.
         assert Settings.from_env(service_env(service)).kafka_security_protocol == "PLAINTEXT"
-    # The env file: not committed, its example holds exactly the secrets the services use,
-    # with no value.
-    real = env_file_path()
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(real)], cwd=REPO, check=False)
-    if ignored.returncode != 128:  # 128: not a git work tree (e.g. an exported copy)
-        assert ignored.returncode == 0, f"{real.name} must be in .gitignore"
-    example = read_env_file(real.with_name(real.name + ".example"))
-    assert set(example) == SECRET_VARS - KAFKA_CLIENT_SECRETS
-    assert all(value == "" for value in example.values()), "no secret value in the example"
+
+
+def test_compose_services_get_only_their_own_secrets_as_files() -> None:
+    """Each service mounts the secrets its command uses and no other, and reads each one
+    through NAME_FILE from its mount; other services (nginx, Kafka) mount none."""
+    files = compose_secret_files()
+    used = set()
+    for name, service in services().items():
+        mounts = service_secret_mounts(service)
+        if name not in app_services():
+            assert not mounts, f"{name} mounts {sorted(mounts.values())}"
+            continue
+        command = service_command(service)
+        env = service_env(service, stand_ins=False)
+        given = {var for var in SECRET_VARS if f"{var}_FILE" in env}
+        assert given == COMPONENT_SECRETS.get(command, frozenset()), name
+        for var in given:
+            path = env[f"{var}_FILE"]
+            assert path in mounts, f"{name}: {var}_FILE={path} is no mounted secret"
+            # The file is named like its variable: the same files make the Kubernetes
+            # Secrets' keys (deploy/README.md).
+            assert files[mounts[path]].name == var, f"{name}: {mounts[path]} for {var}"
+        referenced = {env[f"{var}_FILE"] for var in given}
+        assert set(mounts) == referenced, f"{name}: unused {set(mounts) - referenced}"
+        used |= set(mounts.values())
+    assert used == set(files), f"secrets no service mounts: {set(files) - used}"
+
+
+def test_compose_secret_files_are_never_committed() -> None:
+    """The files live in deploy/secrets/, which git ignores, and the image's build context
+    leaves out."""
+    for name, path in compose_secret_files().items():
+        relative = path.relative_to(REPO)
+        assert relative.parent == Path("deploy/secrets"), f"{name}: {relative}"
+        assert excluded_from_context(str(relative)), f"{relative} is in the build context"
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=REPO,
+                                 check=False)
+        if ignored.returncode != 128:  # 128: not a git work tree (e.g. an exported copy)
+            assert ignored.returncode == 0, f"{relative} is not git-ignored"
 
 
 def test_compose_services_get_valid_settings_for_apache_kafka() -> None:
@@ -1283,6 +1657,7 @@ def test_compose_services_get_valid_settings_for_apache_kafka() -> None:
             settings.require_webhook_auth()
         elif command == "worker":
             settings.require_link_secret()
+            settings.require_worker_api_tokens()
 
 
 def test_compose_healthchecks_ask_each_process_on_its_port() -> None:
@@ -1374,10 +1749,10 @@ def test_compose_puts_one_load_balancer_in_front_of_the_ingress_replicas() -> No
 
 
 def deploy_files() -> list[Path]:
-    """Every file under deploy/ and the .dockerignore; not the real Compose env file, which
-    holds the secrets on an operator's machine and is never committed."""
-    real_env = env_file_path()
-    files = sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p != real_env)
+    """Every file under deploy/ and the .dockerignore; not the Compose secret files, which
+    hold the secrets on an operator's machine and are never committed."""
+    secrets = set(compose_secret_files().values())
+    files = sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.resolve() not in secrets)
     return [*files, REPO / ".dockerignore"]
 
 

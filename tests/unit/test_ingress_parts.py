@@ -141,8 +141,9 @@ def test_each_ingress_counts_in_its_own_registry() -> None:
 def test_catalog_holds_the_contract_topics() -> None:
     assert [s.name for s in topics.CATALOG if not s.internal] == [
         "edume.course.events", "edume.learner.events", "edume.webhooks.dlq",
-        "training.policies", "training.mandatory.completed", "links.requests",
-        "links.issue", "links.issued", "links.rejected", "streams.dlq"]
+        "training.policies", "catalog.imports", "training.mandatory.completed",
+        "links.requests", "links.issue", "links.issued", "links.rejected", "streams.dlq",
+        "training.evidence", "privacy.erasures"]
     for spec in topics.CATALOG:
         if spec.internal:  # the workers' own: table changelogs (compacted) and re-keying,
             # and `dlq replay`'s record of what it replayed (compacted)

@@ -191,7 +191,8 @@ def test_a_links_state_keeps_the_newest_links_only() -> None:
     for n in range(1, MAX_LINKS_KEPT * 3 + 1):
         issued = LinkIssued(kind="course", url=f"https://x.example/c/{n}?s=" + "a" * 250,
                             externalUserId=state.external_user_id, courseId=n, teamId=1,
-                            teamIds=[1], reason="request", issuedAt="2026-01-01T00:00:00Z")
+                            teamIds=[1], reason="request", issuedAt="2026-01-01T00:00:00Z",
+                            requestId=_id(n), note=None)
         state.applied.note(_id(n))
         record_issued(state, Output(topics.LINK_ISSUED, "k", issued, _id(n), "t"), _id(n))
     assert len(state.links) == MAX_LINKS_KEPT

@@ -234,7 +234,8 @@ def test_a_learners_outputs_know_the_event_that_caused_them() -> None:
         for i, e in enumerate(events)]
     step = LearnerProcessor(LAYOUT, replica, 3600.0).process(records, Store().load)
     causes = {o.topic.removeprefix("p."): o.cause for o in step.outputs}
-    assert causes == {topics.LINK_ISSUE: 0, topics.MANDATORY_COMPLETED: 4}
+    assert causes == {topics.LINK_ISSUE: 0, topics.MANDATORY_COMPLETED: 4,
+                      topics.TRAINING_EVIDENCE: 4}
     assert step.key_of == {i: "10" for i in range(5)} | {i: "11" for i in range(5, 9)}
 
 
@@ -610,7 +611,8 @@ def test_the_data_directory_is_a_temporary_one_removed_at_exit_unless_set(
 async def test_the_worker_gives_faust_its_data_directory_and_the_changelogs_their_limit(
     tmp_path: Path,
 ) -> None:
-    worker = Worker(Settings(link_secret="x"), Layout.from_catalog("p."), str(tmp_path))
+    settings = Settings(link_secret="x", worker_api_tokens=("t",))
+    worker = Worker(settings, Layout.from_catalog("p."), str(tmp_path))
     assert Path(worker.app.conf.datadir) == tmp_path
     for table in (worker.catalog, worker.progress, worker.links_table):
         config = table.table.changelog_topic.config
@@ -620,7 +622,8 @@ async def test_the_worker_gives_faust_its_data_directory_and_the_changelogs_thei
 async def test_a_failing_timer_is_counted_and_paused_and_a_failing_batch_handled_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    worker = Worker(Settings(link_secret="x"), Layout.from_catalog("p."), str(tmp_path))
+    settings = Settings(link_secret="x", worker_api_tokens=("t",))
+    worker = Worker(settings, Layout.from_catalog("p."), str(tmp_path))
     calls: list[str] = []
 
     async def failing() -> None:

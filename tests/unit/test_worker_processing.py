@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from streams.core import headers, topics
+from streams.core.erasures import ErasureBook
 from streams.core.records import InRecord, Layout, partition_for
 from streams.core.state.catalog import CourseEntry
 from streams.core.state.codec import decode_course, decode_learner
@@ -30,6 +31,7 @@ class Replica:
     def __init__(self) -> None:
         self.policies = PolicyBook()
         self.catalog: dict[int, CourseEntry] = {}
+        self.erasures = ErasureBook()
 
 
 def record(
@@ -88,8 +90,18 @@ def test_every_learner_sample_applies_and_a_mandatory_completion_is_announced() 
             for i, (e, v) in enumerate(samples("learner"))]
     step = proc.process(recs, store.load)
     assert sum(step.applied.values()) == len(recs)
-    [out] = step.outputs
-    assert out.topic == "p.training.mandatory.completed" and out.key == b"5398399"
+    [out] = [o for o in step.outputs if o.topic == "p.training.mandatory.completed"]
+    assert out.key == b"5398399"
+    # The evidence of every course completion: the completing event as published.
+    evidence = [json.loads(o.value) for o in step.outputs if o.topic == "p.training.evidence"]
+    assert evidence and len(evidence) == len(step.outputs) - 1
+    by_place = {(r.partition, r.offset): r for r in recs}
+    for proof in evidence:
+        source = by_place[(proof["partition"], proof["offset"])]
+        assert proof["event"].encode() == source.value and proof["topic"] == source.topic
+        assert proof["eventId"] == source.event_id() and proof["signature"] is None
+        assert proof["receivedAt"] == "2026-01-01T00:00:00.000Z"
+    assert {(p["userId"], p["courseId"]) for p in evidence} >= {(5398399, 17167)}
     value = json.loads(out.value)
     assert value["courseId"] == 17167 and value["completedAt"] == "2021-05-18T10:39:02.187Z"
     hdrs = dict(out.headers)
@@ -238,7 +250,7 @@ def test_a_malformed_request_is_rejected_and_dead_lettered() -> None:
 
 def test_an_issue_link_event_is_signed_once_and_kept_for_the_query() -> None:
     replica = Replica()
-    replica.catalog[5] = published_course(5, [3, 4])
+    replica.catalog[5] = published_course(5, [3])
     store, proc = Store(), link_processor(replica)
     issue = json.dumps({"kind": "course", "externalUserId": "u 1", "userId": 77,
                         "contentId": 5, "courseId": 5, "teamIds": None,
@@ -248,7 +260,7 @@ def test_an_issue_link_event_is_signed_once_and_kept_for_the_query() -> None:
     (out,) = step.outputs
     value = orjson.loads(out.value)
     assert out.topic == LAYOUT.name(topics.LINK_ISSUED)
-    assert value["url"].startswith("https://learn.edume.com/e/c/5?g=3,4&e=u%201&sig=")
+    assert value["url"].startswith("https://learn.edume.com/e/c/5?g=3&e=u%201&sig=")
     assert value["issuedAt"] == "2023-11-14T22:13:20.000Z"  # the issue record's time
     store.keep(step.states)
     from streams.core.state.links import decode_links

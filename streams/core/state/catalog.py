@@ -20,6 +20,16 @@ new course is a draft until published) clear it; ``None`` until one of them is s
 Events of one timestamp are ordered by their meaning (``RANK``): added, updated, published,
 unpublished, deleted. eduMe's samples stamp a course's events with the same millisecond:
 a course added and published in it ends published.
+
+Imports (``catalog.imports``, from ``edume-streams catalog import``) describe courses that
+existed before the webhooks, which eduMe will not speak of until someone edits them. An
+import is folded as a course event stamped ``importedAt`` that carries the whole course
+(``apply_course_import``): its teams are a snapshot, it sets ``published`` either way, and
+a deletion it reports is final like any other; a courseKey or module list it does not know
+(null) is left as the events say. So an eduMe event stamped after the import wins, and one
+stamped before loses, whatever order they arrive in. At the same instant the import comes
+first (``IMPORT_RANK``): an eduMe event says what changed, while an import is someone's
+reading of an export, which may or may not have seen that change yet.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any, Protocol
 
 from schemas import CourseAdded, CourseDeleted, CoursePublished, CourseUnpublished, CourseUpdated
 from schemas.course import TeamAssignedPayload, TeamRemovedPayload, TitleChangedPayload
+from schemas.outputs import CatalogImport
 from streams.core.state.common import (
     Applied,
     Meta,
@@ -51,6 +62,9 @@ RANK: dict[type[Any], int] = {
     CourseDeleted: 4,
 }
 """The order of a course's events of one timestamp: the order of a course's life."""
+
+IMPORT_RANK = -1
+"""An import's place among a course's events of its timestamp: before every eduMe event."""
 
 _PUBLISHED_BY_TYPE: dict[type[Any], bool] = {
     CourseAdded: False,
@@ -127,10 +141,8 @@ def apply_course_event(entry: CourseEntry, event: CourseEvent, meta: Meta) -> bo
     meta = meta.versioned(RANK[type(event)])
     entry.applied.note(meta.event_id, meta.short)
     payload = event.payload
-    entry.course_key = later(entry.course_key, stamp(meta, payload.course.courseKey))
-    entry.group_id = later(entry.group_id, stamp(meta, payload.group.groupId))
-    entry.module_ids = later(entry.module_ids, stamp(meta, [m.moduleId for m in payload.modules]))
-    entry.last_event = later(entry.last_event, stamp(meta, meta.timestamp))
+    _whole_course(entry, meta, payload.course.courseKey, payload.group.groupId,
+                  [m.moduleId for m in payload.modules])
     teams = {t.teamId for t in payload.teams}
     if isinstance(payload, TeamAssignedPayload | TeamRemovedPayload):
         assigned = isinstance(payload, TeamAssignedPayload)
@@ -146,6 +158,35 @@ def apply_course_event(entry: CourseEntry, event: CourseEvent, meta: Meta) -> bo
     if isinstance(event, CourseDeleted):
         entry.deleted = earlier(entry.deleted, stamp(meta, meta.timestamp))
     return True
+
+
+def apply_course_import(entry: CourseEntry, course: CatalogImport, meta: Meta) -> bool:
+    """Fold one import (``meta``: its id, and ``importedAt`` as its time) into ``entry`` as a
+    course event of that time listing all the course's teams; False (and nothing changes)
+    for a repeat."""
+    if entry.applied.seen(meta.event_id, meta.short):
+        return False
+    meta = meta.versioned(IMPORT_RANK)
+    entry.applied.note(meta.event_id, meta.short)
+    modules = None if course.moduleIds is None else list(course.moduleIds)
+    _whole_course(entry, meta, course.courseKey, course.groupId, modules)
+    _snapshot_teams(entry, stamp(meta, sorted(set(course.teamIds))))
+    entry.published = later(entry.published, stamp(meta, course.published))
+    if course.deleted:
+        entry.deleted = earlier(entry.deleted, stamp(meta, meta.timestamp))
+    return True
+
+
+def _whole_course(entry: CourseEntry, meta: Meta, course_key: str | None, group_id: int,
+                  module_ids: list[int] | None) -> None:
+    """The registers every course event and every import sets (an import may not know the
+    course's key or modules: None leaves them as they are)."""
+    if course_key is not None:
+        entry.course_key = later(entry.course_key, stamp(meta, course_key))
+    entry.group_id = later(entry.group_id, stamp(meta, group_id))
+    if module_ids is not None:
+        entry.module_ids = later(entry.module_ids, stamp(meta, module_ids))
+    entry.last_event = later(entry.last_event, stamp(meta, meta.timestamp))
 
 
 def _change_team(entry: CourseEntry, team: int, change: Stamped) -> None:

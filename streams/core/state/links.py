@@ -175,8 +175,11 @@ def decide_link(
     base_url: str,
     secret: str,
     issued_at: str,
+    note: str | None = None,
 ) -> Output:
-    """A signed link on ``links.issued``, or a ``links.rejected`` record saying why not."""
+    """A signed link on ``links.issued``, or a ``links.rejected`` record saying why not.
+    A request's link names the request (``requestId``: its id, the issue-link event's
+    cause) and carries its ``note`` (the request's own reason text)."""
     teams = list(issue.teamIds) if issue.teamIds else []
     if issue.kind == "course":
         course_id = issue.courseId if issue.courseId is not None else issue.contentId
@@ -194,6 +197,15 @@ def decide_link(
                 teams = assigned
                 if not teams:
                     why = f"no team: course {course_id} is assigned to no team"
+                elif len(teams) > 1 and issue.reason != "request":
+                    # eduMe's g is the team the learner joins by clicking: an assignment
+                    # or reminder link must name one, not every team of the course.
+                    named = ", ".join(map(str, teams))
+                    article = "an" if issue.reason == "assignment" else "a"
+                    why = (f"course {course_id} has several teams ({named}) and its policy "
+                           f"names none: {article} {issue.reason} link puts the learner in one "
+                           f"team. Name it: `edume-streams policy set {course_id} "
+                           f"--team-id T` with T one of {named}")
             else:
                 missing = [t for t in teams if t not in assigned]
                 if missing:
@@ -221,6 +233,8 @@ def decide_link(
         teamIds=teams if issue.kind != "knowledge-hub" else [],
         reason=issue.reason,
         issuedAt=issued_at,
+        requestId=issue.causeEventId if issue.reason == "request" else None,
+        note=note if issue.reason == "request" else None,
     )
     return Output(kind, issue.externalUserId, issued, derived_id(cause_id, kind, "issued"), kind)
 
@@ -255,14 +269,19 @@ def _content_of(url: str, kind: str) -> int | None:
 # ---------------------------------------------------- assignments and reminders
 
 
-def _issue(learner: LearnerState, course_id: int, reason: str, cause_id: str) -> LinkIssue:
+def _issue(learner: LearnerState, course_id: int, reason: str, cause_id: str,
+           policies: PolicyBook) -> LinkIssue:
+    """An assignment or reminder link: to the team the course's policy names, or (None)
+    to the course's only team, which the link agent finds in the catalog."""
+    policy = policies.get(course_id)
+    team = None if policy is None else policy.team_id
     return LinkIssue(
         kind="course",
         externalUserId=str(learner.external_user_id),
         userId=learner.user_id,
         contentId=course_id,
         courseId=course_id,
-        teamIds=None,
+        teamIds=None if team is None else [team],
         reason=reason,  # type: ignore[arg-type]
         causeEventId=cause_id,
     )
@@ -298,8 +317,9 @@ def assignment_links(
                                                               catalog):
             continue
         learner.linked.add(course_id)
-        outputs.append(issue_output(_issue(learner, course_id, "assignment", meta.event_id),
-                                    f"assignment|{course_id}"))
+        outputs.append(issue_output(
+            _issue(learner, course_id, "assignment", meta.event_id, policies),
+            f"assignment|{course_id}"))
     return outputs
 
 
@@ -343,6 +363,6 @@ def due_reminders(
             learner, course_id, policies, catalog
         ):
             continue
-        outputs.append(issue_output(_issue(learner, course_id, "reminder", cause),
+        outputs.append(issue_output(_issue(learner, course_id, "reminder", cause, policies),
                                     f"reminder|{course_id}"))
     return outputs

@@ -8,12 +8,16 @@ current policies, so a policy change applies to every learner at once.
 A completion event is decided when a learner's completions or group change: each
 completed course not yet announced that is mandatory for the learner's group then is
 announced once, and remembered in ``LearnerState.emitted``. A policy made mandatory after
-a learner completed the course shows in the gate at once; its event follows when that
-learner's completions or group next change.
+a learner completed the course shows in the gate at once, and its event follows from the
+policy (``announce_for_policies``): the workers look through the learners they own when
+the policy arrives, and again after every rebalance, for completed courses that are
+mandatory now and not announced yet. Such an event's id derives from the policy record
+(course, timestamp, partition, offset), the same on every worker and every reading.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +27,7 @@ from streams.core import topics
 from streams.core.state.catalog import CatalogView, CourseEntry
 from streams.core.state.common import Meta, Output, derived_id
 from streams.core.state.links import assignment_links, schedule_reminders
-from streams.core.state.policies import PolicyBook
+from streams.core.state.policies import PolicyBook, RecordVersion
 from streams.core.state.progress import LearnerEvent, LearnerState, apply_learner_event
 
 
@@ -81,7 +85,7 @@ def learner_step(
     completed = learner.completed_course_ids()
     if completed != completed_before or learner.group != group_before:
         outputs += announce_completions(learner, completed - learner.emitted, policies,
-                                        catalog, meta)
+                                        catalog, meta.event_id)
     if links:
         assigned = getattr(event.payload, "courses", None)
         if assigned is not None:  # learner.added / learner.activated
@@ -96,10 +100,11 @@ def announce_completions(
     candidates: Iterable[int],
     policies: PolicyBook,
     catalog: CatalogView,
-    cause: Meta,
+    cause_id: str,
 ) -> list[Output]:
     """One ``training.mandatory.completed`` per candidate course that is completed and
-    mandatory for the learner's group and not announced before; marks them announced."""
+    mandatory for the learner's group and not announced before; marks them announced.
+    ``cause_id``: the id of what caused them (an event's, or a policy record's)."""
     outputs: list[Output] = []
     group = learner.group
     for course_id in sorted(candidates):
@@ -127,10 +132,46 @@ def announce_completions(
                 kind,
                 str(learner.user_id),
                 value,
-                derived_id(cause.event_id, kind, str(course_id)),
+                derived_id(cause_id, kind, str(course_id)),
                 kind,
             )
         )
+    return outputs
+
+
+def policy_cause_id(course_id: int, version: RecordVersion) -> str:
+    """The id of the policy record in force for a course (its place on
+    ``training.policies``): the cause of the completions it announces."""
+    timestamp_ms, partition, offset = version
+    text = f"{topics.TRAINING_POLICIES}|{course_id}|{timestamp_ms}|{partition}|{offset}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def pending_announcements(learner: LearnerState, policies: PolicyBook) -> set[int]:
+    """The courses the learner completed that are mandatory for their group now and have
+    not been announced."""
+    candidates = learner.completed_course_ids() - learner.emitted
+    return {c for c in candidates if policies.mandatory_for(c, learner.group)}
+
+
+def announce_for_policies(
+    learner: LearnerState,
+    policies: PolicyBook,
+    catalog: CatalogView,
+    courses: Iterable[int] | None = None,
+) -> list[Output]:
+    """The completions the policies in force call for and no event announced (a policy made
+    mandatory, or widened to the learner's group, after the learner completed the course),
+    each caused by its course's policy record; ``courses``: only these."""
+    pending = pending_announcements(learner, policies)
+    if courses is not None:
+        pending &= set(courses)
+    outputs: list[Output] = []
+    for course_id in sorted(pending):
+        version = policies.version(course_id)
+        if version is not None:
+            outputs += announce_completions(learner, [course_id], policies, catalog,
+                                            policy_cause_id(course_id, version))
     return outputs
 
 

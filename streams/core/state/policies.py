@@ -28,6 +28,8 @@ class Policy:
     course_id: int
     mandatory: bool
     group_ids: frozenset[int] | None
+    team_id: int | None = None
+    """The team assignment and reminder links name (None: the course's only team)."""
 
     def applies_to(self, group_id: int | None) -> bool:
         """Whether the course is mandatory for a learner of ``group_id``."""
@@ -39,7 +41,8 @@ class Policy:
 
     def value(self) -> TrainingPolicy:
         groups = None if self.group_ids is None else sorted(self.group_ids)
-        return TrainingPolicy(courseId=self.course_id, mandatory=self.mandatory, groupIds=groups)
+        return TrainingPolicy(courseId=self.course_id, mandatory=self.mandatory,
+                              groupIds=groups, teamId=self.team_id)
 
 
 def parse_policy_record(key: bytes | None, value: bytes | None) -> tuple[int, Policy | None]:
@@ -66,7 +69,7 @@ def parse_policy_record(key: bytes | None, value: bytes | None) -> tuple[int, Po
     if policy.courseId != course_id:
         raise UnusableEvent(f"the value's courseId {policy.courseId} is not the key {course_id}")
     groups = None if policy.groupIds is None else frozenset(policy.groupIds)
-    return course_id, Policy(course_id, policy.mandatory, groups)
+    return course_id, Policy(course_id, policy.mandatory, groups, policy.teamId)
 
 
 class PolicyBook:
@@ -84,6 +87,11 @@ class PolicyBook:
             return False
         self._latest[course_id] = (version, policy)
         return True
+
+    def version(self, course_id: int) -> RecordVersion | None:
+        """Where the course's latest record is (timestamp, partition, offset), if any."""
+        known = self._latest.get(course_id)
+        return None if known is None else known[0]
 
     def get(self, course_id: int) -> Policy | None:
         known = self._latest.get(course_id)

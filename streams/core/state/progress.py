@@ -203,6 +203,16 @@ def _surveys_view(surveys: dict[int, Stamped]) -> list[dict[str, Any]]:
     return [{"surveyId": s, **surveys[s].value} for s in sorted(surveys)]
 
 
+def completed_course_of(event: LearnerEvent) -> int | None:
+    """The course an event can complete (a detailed completion, or a course's activity
+    finished), or None."""
+    if isinstance(event, LearnerCourseCompleted):
+        return event.payload.course.id
+    if isinstance(event, LearnerActivityFinished) and isinstance(event.payload, CourseActivity):
+        return event.payload.course.courseId
+    return None
+
+
 def apply_learner_event(state: LearnerState, event: LearnerEvent, meta: Meta) -> bool:
     """Fold one learner event into ``state``; False (and nothing changes) for a repeat."""
     if state.applied.seen(meta.event_id, meta.short):
