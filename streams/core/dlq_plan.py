@@ -24,7 +24,14 @@ from schemas.common import Family
 from streams.core import topics
 from streams.core.clock import MAX_CLOCK_SKEW_S, rfc3339, timestamp_skew
 from streams.core.errors import MalformedJSON
-from streams.core.headers import DLQ_REASON, DLQ_SOURCE, EVENT_ID, EVENT_TYPE, RECEIVED_AT
+from streams.core.headers import (
+    DLQ_REASON,
+    DLQ_SOURCE,
+    EVENT_ID,
+    EVENT_TYPE,
+    RECEIVED_AT,
+    SIGNATURE,
+)
 from streams.core.jsjson import DEFAULT_MAX_DEPTH, canonical
 from streams.core.records import InRecord, Layout, OutRecord
 from streams.core.state.common import UnusableEvent, derived_id
@@ -41,6 +48,7 @@ RecordHeaders = list[tuple[str, bytes]]
 _EVENT_ID = re.compile(r"[0-9a-f]{64}")
 _DEAD_LETTER_HEADERS = frozenset((EVENT_ID, DLQ_REASON, DLQ_SOURCE))
 _REPLAYED_HEADERS = frozenset((EVENT_ID, EVENT_TYPE, RECEIVED_AT, DLQ_REASON, DLQ_SOURCE))
+"""Headers a replay writes itself (the rest of a dead letter's are kept as they are)."""
 
 
 # ------------------------------------------------------------------------ records
@@ -165,9 +173,19 @@ def decide_webhook(
             (EVENT_ID, event_id.encode()),
             (EVENT_TYPE, event_type.encode()),
             (RECEIVED_AT, dead.received_at()),
+            *_signature(dead),
         ],
         event_id,
     )
+
+
+def _signature(dead: DeadLetter) -> RecordHeaders:
+    """The signature the ingress verified, as it wrote it (the evidence of a completion
+    replayed keeps it); nothing for a webhook authenticated by a bearer token."""
+    value = dead.header(SIGNATURE)
+    if value is None or not _EVENT_ID.fullmatch(value.decode("ascii", "replace")):
+        return []
+    return [(SIGNATURE, value)]
 
 
 def _webhook_event_id(dead: DeadLetter, js: bytes) -> str:

@@ -4,6 +4,12 @@ eduMe signs ``JSON.stringify(payload)`` with ``crypto.createHmac('sha256', secre
 body on the wire is usually that very string, so the raw-body HMAC is tried first and the
 JavaScript form (see :mod:`streams.core.jsjson`) only when the raw bytes do not match.  Secrets
 never appear in a message, ``repr`` or ``str``.
+
+Verification comes in two steps so that an HTTP edge can refuse early:
+:meth:`WebhookVerifier.check_headers` needs the headers alone (no signature and no accepted
+bearer token: 401 before a byte of the body is read), :meth:`WebhookVerifier.verify_body`
+the body too.  ``light=True`` passes :class:`~streams.core.jsjson.HeavyDocument` up
+instead of computing an expensive JavaScript form (see :func:`streams.core.jsjson.canonical`).
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from streams.core.errors import (
     SignatureMismatch,
     SignatureMissing,
 )
-from streams.core.jsjson import DEFAULT_MAX_DEPTH, canonical
+from streams.core.jsjson import DEFAULT_MAX_DEPTH, canonical, canonical_unchecked, check_depth
 
 __all__ = [
     "LINK_KINDS",
+    "Credentials",
     "Verified",
     "WebhookVerifier",
     "build_link",
@@ -55,6 +62,18 @@ class Verified(NamedTuple):
     def __repr__(self) -> str:
         """Name the event and how it was authenticated, not what it says."""
         return f"Verified(event_id={self.event_id!r}, method={self.method!r})"
+
+
+class Credentials(NamedTuple):
+    """What a request's headers offer, checked before its body is read: an accepted bearer
+    token, and the digest its ``X-Edume-Signature`` carries (None: none usable)."""
+
+    bearer: bool
+    digest: bytes | None
+
+    def __repr__(self) -> str:
+        """The digest is public (it travels in the header), but nothing needs to print it."""
+        return f"Credentials(bearer={self.bearer!r}, signed={self.digest is not None!r})"
 
 
 class WebhookVerifier:
@@ -102,26 +121,30 @@ class WebhookVerifier:
         body: bytes,
         signature: bytes | str | None,
         authorization: bytes | str | None = None,
+        *,
+        light: bool = False,
     ) -> Verified:
         """Return the verified webhook, or raise a VerificationError saying 401 or 400.
 
         Cheapest first: a bearer token or the raw-body HMAC; only when neither matches is the
         body parsed and its JavaScript ``JSON.stringify`` form checked.
         """
-        method: Method | None = None
-        if authorization and self._tokens and self._bearer_ok(_as_bytes(authorization)):
-            method = "bearer"
-        header = _as_bytes(signature).strip() if signature is not None else b""
-        expected = _parse_signature(header) if header else None
-        if method is None and expected is not None and self._matches(body, expected):
-            method = "raw"
-        if method is not None:
-            try:
-                document, js = canonical(body, max_depth=self._max_depth)
-            except MalformedJSON as exc:
-                raise MalformedBody(f"body is {exc}") from None
-            return _verified(document, js, method)
+        return self.verify_body(body, self.check_headers(signature, authorization), light=light)
 
+    def check_headers(
+        self, signature: bytes | str | None, authorization: bytes | str | None = None
+    ) -> Credentials:
+        """What the headers offer, or SignatureMissing / SignatureMismatch (401) when no body
+        could make this request authentic: no accepted bearer token, and no signature header
+        or one that is not a hex HMAC-SHA256. The bearer token is compared in constant time
+        with every configured one."""
+        bearer = False
+        if authorization and self._tokens:
+            bearer = self._bearer_ok(_as_bytes(authorization))
+        header = _as_bytes(signature).strip() if signature is not None else b""
+        digest = _parse_signature(header) if header else None
+        if bearer or digest is not None:
+            return Credentials(bearer, digest)
         if not header:
             if authorization:
                 raise SignatureMissing(
@@ -129,17 +152,47 @@ class WebhookVerifier:
                     "accepted bearer token"
                 )
             raise SignatureMissing("no X-Edume-Signature header and no bearer token")
-        if expected is None:
-            raise SignatureMismatch(
-                "X-Edume-Signature is not a hex HMAC-SHA256 (64 hex digits, "
-                "optionally prefixed with sha256=)"
-            )
+        raise SignatureMismatch(
+            "X-Edume-Signature is not a hex HMAC-SHA256 (64 hex digits, "
+            "optionally prefixed with sha256=)"
+        )
+
+    def verify_body(
+        self, body: bytes, credentials: Credentials, *, light: bool = False
+    ) -> Verified:
+        """The body's half of :meth:`verify`, for credentials from :meth:`check_headers`.
+
+        ``light``: raise :class:`~streams.core.jsjson.HeavyDocument` rather than compute a
+        JavaScript form that costs Python work in proportion to the body; the same call
+        without it gives the answer. A forged signature is refused without the depth check
+        (a walk over the document): only an authentic document needs it.
+        """
+        max_depth = self._max_depth
+        method: Method | None = None
+        if credentials.bearer:
+            method = "bearer"
+        elif credentials.digest is not None and self._matches(body, credentials.digest):
+            method = "raw"
+        if method is not None:
+            try:
+                document, js = canonical(body, max_depth=max_depth, light=light)
+            except MalformedJSON as exc:
+                raise MalformedBody(f"body is {exc}") from None
+            return _verified(document, js, method)
+
+        expected = credentials.digest
+        if expected is None:  # credentials not from check_headers: nothing vouches for it
+            raise SignatureMissing("no X-Edume-Signature header and no bearer token")
         try:
-            document, js = canonical(body, max_depth=self._max_depth)
+            document, js = canonical_unchecked(body, max_depth=max_depth, light=light)
         except MalformedJSON:
             raise SignatureMismatch(_MISMATCH) from None  # nothing authentic is known of it
         if js == body or not self._matches(js, expected):
             raise SignatureMismatch(_MISMATCH)
+        try:
+            check_depth(body, document, max_depth)
+        except MalformedJSON as exc:
+            raise MalformedBody(f"body is {exc}") from None
         return _verified(document, js, "js")
 
     def _matches(self, message: bytes, expected: bytes) -> bool:

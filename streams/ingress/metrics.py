@@ -19,6 +19,7 @@ OUTCOMES: Final = (
     "too_large",
     "timeout",
     "unavailable",
+    "overloaded",
     "not_found",
     "method_not_allowed",
 )

@@ -149,7 +149,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "401": _error("Signature missing or wrong, and no valid bearer token."),
                         "408": _error("The body did not arrive within the request timeout."),
                         "413": _error(f"The body is larger than {limit} bytes."),
-                        "503": _error("The broker did not acknowledge in time; retry.", retry=True),
+                        "503": _error(
+                            "The broker did not acknowledge in time, or the ingress is "
+                            "handling as many requests as it takes at once; retry.",
+                            retry=True,
+                        ),
                     },
                 },
             },

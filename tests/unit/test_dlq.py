@@ -28,7 +28,7 @@ from streams.core.jsjson import canonical
 from streams.core.records import InRecord, Layout, dead_letter, partition_for
 from streams.core.webhooks import Webhook, read_webhook
 from streams.settings import Settings
-from tests.support import FIXTURES, SECRET, ingress_publishes, manifest
+from tests.support import FIXTURES, SECRET, ingress_publishes, manifest, sign
 
 PREFIX = "p."
 LAYOUT = Layout.from_catalog(PREFIX)
@@ -45,13 +45,18 @@ def sha(data: bytes) -> str:
 
 
 def webhook_dead_letter(body: bytes, offset: int = 0, *, event_type: bytes | None = None,
-                        timestamp_ms: int = 1_714_979_289_123) -> DeadLetter:
-    """An ``edume.webhooks.dlq`` record as the ingress writes it."""
+                        timestamp_ms: int = 1_714_979_289_123,
+                        signed: bool = True) -> DeadLetter:
+    """An ``edume.webhooks.dlq`` record as the ingress writes it (``signed``: verified by
+    its signature over ``body``, not by a bearer token)."""
     event_id = sha(canonical(body)[1]).encode() if _is_json(body) else sha(body).encode()
     hdrs = [(headers.EVENT_ID, event_id)]
     if event_type is not None:
         hdrs.append((headers.EVENT_TYPE, event_type))
-    hdrs += [(headers.RECEIVED_AT, RECEIVED), (headers.DLQ_REASON, b"unknown type 'x'")]
+    hdrs.append((headers.RECEIVED_AT, RECEIVED))
+    if signed:
+        hdrs.append((headers.SIGNATURE, sign(body).encode()))
+    hdrs.append((headers.DLQ_REASON, b"unknown type 'x'"))
     return DeadLetter(WEBHOOKS_DLQ, 0, offset, event_id, body, hdrs, timestamp_ms)
 
 
@@ -100,6 +105,7 @@ async def test_a_webhook_valid_now_is_republished_as_the_ingress_publishes_it(
         assert decision.key == entry["key"].encode()
         assert [k for k, _ in decision.headers] == [k for k in hdrs]
         mine = dict(decision.headers)
+        assert mine[headers.SIGNATURE] == hdrs[headers.SIGNATURE] == sign(sent).encode()
         assert mine[headers.EVENT_ID] == hdrs[headers.EVENT_ID] == sha(body).encode()
         assert mine[headers.EVENT_TYPE] == hdrs[headers.EVENT_TYPE]
         assert mine[headers.EVENT_TYPE] == entry["canonical_type"].encode()
@@ -373,3 +379,13 @@ def test_count_lines_read_as_documented() -> None:
         "edume.webhooks.dlq: 3 replayed, 2 still invalid, 1 replayed before, "
         "0 not replayable, 0 before --since")
     assert tally.line("streams.dlq", dry_run=True).startswith("streams.dlq: 3 would replay, ")
+
+
+def test_a_webhook_authenticated_by_a_bearer_token_is_replayed_without_a_signature() -> None:
+    body = canonical((FIXTURES / "learner.added.json").read_bytes())[1]
+    decision = decide_webhook(webhook_dead_letter(body, signed=False), PREFIX)
+    assert isinstance(decision, Replay)
+    assert headers.SIGNATURE not in dict(decision.headers)
+    signed = decide_webhook(webhook_dead_letter(body), PREFIX)
+    assert isinstance(signed, Replay)
+    assert dict(signed.headers)[headers.SIGNATURE] == sign(body).encode()

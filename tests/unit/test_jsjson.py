@@ -345,8 +345,8 @@ def test_js_form_is_a_fixed_point(doc: dict[str, Any]) -> None:
 
 
 def test_fixtures_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """eduMe's documents without floats are printed by orjson alone, never walked (that is
-    the speed claim); course.completed, which carries scores, is walked and still exact."""
+    """eduMe's documents are printed by orjson, never walked (that is the speed claim);
+    course.completed's scores (66.67) are floats orjson already prints as JavaScript does."""
     walked: list[Any] = []
     real_walk = jsjson._stringify_walked
 
@@ -363,14 +363,12 @@ def test_fixtures_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(paths) >= 17
     for path in paths:
         value = parse(path.read_bytes())
-        walked.clear()
         js = stringify(value)
         has_float = any(isinstance(leaf, float) for leaf in _leaves(value))
         assert has_float == (path.name == "course.completed.json"), path.name
-        assert len(walked) == has_float, path.name
-        if not has_float:
-            assert js == orjson.dumps(value)  # orjson alone is already JavaScript's form
-        assert canonical(orjson.dumps(value))[1] == js
+        assert js == orjson.dumps(value), path.name  # orjson alone is JavaScript's form
+        assert canonical(orjson.dumps(value), light=True)[1] == js
+    assert walked == []
 
 
 def _leaves(value: Any) -> list[Any]:
@@ -381,29 +379,27 @@ def _leaves(value: Any) -> list[Any]:
     return [value]
 
 
-# ------------------------------------------------------- the screen in front of the walk
+# ------------------------------------------------------- the screen in front of the rewrite
 #
-# stringify trusts orjson's bytes when the screen (a translate and two regex searches over
-# them) finds nothing that could be a float or an array-index key.  A miss would go out
-# as a wrong canonical form, so these tests attack the screen with documents whose strings
-# and keys look like the very tokens it looks for.
+# stringify trusts orjson's bytes when the probes (substring searches and a translate over
+# them) find nothing orjson prints unlike JavaScript: an integral float, a float with an
+# exponent from e+16 to e+20 or e-6, a long run of digits, an array-index key.  A miss would
+# go out as a wrong canonical form, so these tests attack the probes with documents whose
+# strings and keys look like the very tokens they look for.
 
 
 def _screen_alarms(out: bytes) -> bool:
     image = out.translate(jsjson._SCREEN_TABLE, jsjson._SCREEN_DELETE)
-    return jsjson._maybe_float(image) is not None or jsjson._maybe_index_key(image) is not None
+    return any(jsjson._number_probes(out)) or jsjson._maybe_index_key(image) is not None
 
 
-def _needs_walk(value: Any) -> bool:
-    """Whether the document holds what orjson prints unlike JavaScript: a finite float
-    (NaN and infinities print as null in both) or an array-index key."""
-    if type(value) is float:
-        return math.isfinite(value)
-    if type(value) is list:
-        return any(_needs_walk(v) for v in value)
-    if type(value) is dict:
-        return any(jsjson._is_array_index(k) or _needs_walk(v) for k, v in value.items())
-    return False
+def _loose_dumps(value: Any) -> bytes | None:
+    """What stringify prints first, or None when orjson refuses (lone surrogate, an
+    integer beyond 64 bits): the walked and exact paths decide those."""
+    try:
+        return orjson.dumps(value, option=jsjson._CONTAINER_OPTIONS)
+    except orjson.JSONEncodeError:
+        return None
 
 
 _LOOKALIKES = [
@@ -459,14 +455,10 @@ STRESS_OBJECTS = st.dictionaries(_STRESS_KEYS, _stress_values(finite=True), max_
 
 @settings(max_examples=3000, deadline=None)
 @given(STRESS_VALUES)
-def test_screen_never_lets_a_float_or_index_key_through(value: Any) -> None:
-    """The screen's claim, checked directly (no false negative), then the output itself."""
-    out: bytes | None
-    try:
-        out = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
-    except orjson.JSONEncodeError:
-        out = None  # big integer or lone surrogate: the walked and exact paths decide
-    if out is not None and type(value) in (dict, list) and _needs_walk(value):
+def test_screen_never_lets_a_difference_through(value: Any) -> None:
+    """The probes' claim, checked directly (no false negative), then the output itself."""
+    out = _loose_dumps(value)
+    if out is not None and type(value) in (dict, list) and out != jsjson._stringify_exact(value):
         assert _screen_alarms(out), out
     assert stringify(value) == jsjson._stringify_exact(value)
 
@@ -485,7 +477,7 @@ def test_screen_on_many_random_documents() -> None:
     rng = random.Random(20240607)
     keys = ["0", "12", "01", "a", "", "a\\", '"', "4294967294", "4294967295", "1e3", "-1"]
     keys += _LOOKALIKES[:12]
-    floats = [50.0, -0.0, 1e16, 1e21, 1e-7, 66.67, 0.5, 2.0**53, 123456789.0, math.inf]
+    floats = [50.0, -0.0, 1e16, 1e21, 1e-7, 1e-6, 66.67, 0.5, 2.0**53, 123456789.0, math.inf]
 
     def scalar() -> Any:
         r = rng.random()
@@ -507,49 +499,60 @@ def test_screen_on_many_random_documents() -> None:
     needed = trusted = 0
     for _ in range(20_000):
         value = build(4)
-        try:
-            out: bytes | None = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
-        except orjson.JSONEncodeError:
-            out = None
+        out = _loose_dumps(value)
         if out is not None and type(value) in (dict, list):
-            if _needs_walk(value):
+            if out != jsjson._stringify_exact(value):
                 assert _screen_alarms(out), out
                 needed += 1
             elif not _screen_alarms(out):
                 trusted += 1
         assert stringify(value) == jsjson._stringify_exact(value), value
-    # the generator reaches both sides: documents that need the walk, and look-alikes that
-    # need none and pass the screen (their output is then orjson's, compared above)
+    # the generator reaches both sides: documents orjson prints unlike JavaScript, and
+    # look-alikes that pass the probes (their output is then orjson's, compared above)
     assert needed > 2_000 and trusted > 2_000, (needed, trusted)
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False))
-def test_orjson_prints_every_float_with_a_point_or_an_exponent(x: float) -> None:
-    """The premise of the screen: in any container a float's image is '.,' after ':' or ','."""
-    printed = orjson.dumps(x)
-    assert b"." in printed or b"e" in printed or b"E" in printed, printed
-    assert _screen_alarms(orjson.dumps([x])) and _screen_alarms(orjson.dumps({"k": x}))
-    assert _screen_alarms(orjson.dumps([1, "s", x, True]))
+def test_orjson_prints_floats_as_javascript_but_where_the_probes_look(x: float) -> None:
+    """The premise of the rewrite: a float orjson prints unlike JavaScript always trips a
+    probe, in any container, and the rewrite then prints it as JavaScript does."""
+    js = format_number(x).encode()
+    for container, inside in (([x], b"[%s]"), ({"k": x}, b'{"k":%s}'),
+                              ([1, "s", x, True], b'[1,"s",%s,true]')):
+        out = orjson.dumps(container)
+        if out != inside % js:
+            assert any(jsjson._number_probes(out)), out
+        assert jsjson._rewrite_numbers(out, None) == inside % js
 
 
 def test_orjson_float_premise_on_random_bit_patterns() -> None:
     rng = random.Random(7)
-    for x in _random_doubles(rng, 20_000) + [float(2**k) for k in range(-1074, 1024)]:
-        assert _screen_alarms(orjson.dumps([x])), x
+    doubles = _random_doubles(rng, 20_000) + [float(2**k) for k in range(-1074, 1024)]
+    doubles += [10.0**k for k in range(-30, 30)] + [-(10.0**k) for k in range(-30, 30)]
+    doubles += [math.nextafter(b, d) for b in (1e-6, 1e-5, 1e16, 1e21, 2.0**53)
+                for d in (0.0, math.inf)]
+    for x in doubles:
+        out = orjson.dumps([x])
+        js = b"[" + format_number(x).encode() + b"]"
+        if out != js:
+            assert any(jsjson._number_probes(out)), x
+        assert jsjson._rewrite_numbers(out, None) == js, x
 
 
 def test_screen_false_alarms_are_rare_on_webhook_text() -> None:
-    """Strings that look like numbers do not trip the screen (else every event is walked)."""
+    """Webhook text and most floats trip no probe (else every event would be rewritten)."""
     quiet = [
         {"timestamp": "2022-07-21T13:01:59.636Z", "eId": "62b35f8b-b2c0-45a5-8310-5ed1d0948e30"},
         {"q": 'say \\"hi\\" "12": ok', "k\\": "v", "n": [True, False, None, 1, -2, "1.5x"]},
         {"email": "hook.captain@test.com", "title": "How to capture Peter Pan, e.g. by boat"},
         {"teams": [{"teamId": 1}, {"teamId": 2}], "ids": [1, 2, 3], "tags": ["e", "E", "."]},
+        {"score": 66.67, "ratio": 0.5, "tiny": 2e-7, "huge": 1.5e300, "small": 0.00001},
     ]
     for doc in quiet:
         assert not _screen_alarms(orjson.dumps(doc)), doc
-    alarmed = [{"a": 1.5}, [2e-7], {"0": 1}, {"": 1}, {"s": "x:1.5,"}, {"s": "coffee, tea"}]
+    alarmed = [{"a": 50.0}, [1e-6], [1e16], [2**53 + 1], {"0": 1}, {"": 1}, {"s": "x:1.0,"},
+               {"s": "e+16"}, {"s": "1234567890123456"}]
     for doc in alarmed:
         assert _screen_alarms(orjson.dumps(doc)), doc
 
