@@ -55,14 +55,18 @@ def course_event(kind: str, course_id: int, at_ms: int) -> Any:
         "modules": [{"moduleId": 24775}], "version": 1}})
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    """As another client might: murmur2, as the contract asks of every producer."""
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]],
+            age_s: float = 0.0) -> None:
+    """As another client might: murmur2, as the contract asks of every producer; stamped
+    ``age_s`` ago (a link request older than the catalog's grace is decided at once, not
+    held for a course event that might still come)."""
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
                          "acks": "all"})
     failures: list[Any] = []
+    stamp = int((time.time() - age_s) * 1000)
     for key, value in records:
-        producer.produce(topic, value, key, on_delivery=lambda err, _m: failures.append(err)
-                         if err else None)
+        producer.produce(topic, value, key, timestamp=stamp,
+                         on_delivery=lambda err, _m: failures.append(err) if err else None)
     assert producer.flush(30) == 0 and not failures
 
 
@@ -135,7 +139,8 @@ async def test_an_imported_course_is_linked_until_a_later_event_unpublishes_it(
         requests = prefix + topics.LINK_REQUESTS
         produce(broker.bootstrap, requests, [link_request("ann", IMPORTED),
                                              link_request("ben", OLDER_EVENT),
-                                             link_request("cy", IMPORTED_DRAFT)])
+                                             link_request("cy", IMPORTED_DRAFT)],
+                age_s=60)
         issued = await read_topic(broker.bootstrap, prefix + topics.LINK_ISSUED, 2,
                                   timeout_s=40)
         assert sorted((json.loads(r.value)["externalUserId"], json.loads(r.value)["courseId"],
@@ -154,7 +159,7 @@ async def test_an_imported_course_is_linked_until_a_later_event_unpublishes_it(
             return bool(body) and body["published"] is False
 
         assert await eventually(unpublished, 30), worker.log_text()[-3000:]
-        produce(broker.bootstrap, requests, [link_request("dee", IMPORTED)])
+        produce(broker.bootstrap, requests, [link_request("dee", IMPORTED)], age_s=60)
         rejected = await read_topic(broker.bootstrap, prefix + topics.LINK_REJECTED, 2,
                                     timeout_s=40)
         reasons = sorted(json.loads(r.value)["reason"] for r in rejected)

@@ -19,7 +19,7 @@ from streams.core import headers, topics
 from streams.core.jsjson import canonical
 from streams.core.records import InRecord, dead_letter, partition_for
 from streams.kafka.embedded import EmbeddedBroker
-from tests.support import FIXTURES, RunningIngress, read_topic
+from tests.support import FIXTURES, RunningIngress, read_topic, sign
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +74,7 @@ async def test_dead_letters_are_replayed_once_with_their_original_ids(
     refused = [(headers.EVENT_ID, lesson_id.encode()),
                (headers.EVENT_TYPE, b"learner.activity.finished"),
                (headers.RECEIVED_AT, RECEIVED),
+               (headers.SIGNATURE, sign(raw).encode()),  # verified over the raw body
                (headers.DLQ_REASON, b"learner.activity.finished does not match its schema")]
     # streams.dlq, as a worker writes it: a learner event it could not use then, one that
     # is not JSON, and a links.issue record (not one dlq replay republishes).
@@ -140,3 +141,6 @@ async def test_dead_letters_are_replayed_once_with_their_original_ids(
     assert (replayed.partition, replayed.key, replayed.value) == (
         published.partition, published.key, published.value)
     assert [k for k, _ in replayed.headers] == [k for k, _ in published.headers]
+    # The signature the ingress verified when it first took the webhook stays with it.
+    assert dict(replayed.headers)[headers.SIGNATURE] == sign(raw).encode()
+    assert dict(published.headers)[headers.SIGNATURE] == sign(lesson).encode()
