@@ -28,7 +28,7 @@ from streams.core.headers import Headers
 from streams.core.records import InRecord, Layout, OutRecord, dead_letter, partition_for
 from streams.core.state.common import UnusableEvent, meta_of
 from streams.core.validation import summarise_validation
-from streams.core.webhooks import Webhook
+from streams.core.webhooks import Webhook, json_object
 
 FIELDS: Final = ("courseId", "courseKey", "groupId", "teamIds", "moduleIds", "published",
                  "deleted")
@@ -175,12 +175,9 @@ def read_import(record: InRecord, layout: Layout, *,
 
 
 def _why_not_an_import(exc: ValidationError, value: bytes) -> str:
-    try:
-        document = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return "not JSON"
-    if not isinstance(document, dict):
-        return "not a JSON object"
+    document = json_object(value)
+    if isinstance(document, str):
+        return document
     return f"{EVENT_TYPE} does not match its schema: {summarise_validation(exc, document)}"
 
 

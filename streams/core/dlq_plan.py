@@ -45,7 +45,8 @@ SOURCES: tuple[Source, ...] = ("webhooks", "streams")
 DLQ_TOPIC: dict[Source, str] = {"webhooks": topics.WEBHOOKS_DLQ, "streams": topics.STREAMS_DLQ}
 
 RecordHeaders = list[tuple[str, bytes]]
-_EVENT_ID = re.compile(r"[0-9a-f]{64}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+"""An event id, or a signature: a SHA-256, lowercase hex."""
 _DEAD_LETTER_HEADERS = frozenset((EVENT_ID, DLQ_REASON, DLQ_SOURCE))
 _REPLAYED_HEADERS = frozenset((EVENT_ID, EVENT_TYPE, RECEIVED_AT, DLQ_REASON, DLQ_SOURCE))
 """Headers a replay writes itself (the rest of a dead letter's are kept as they are)."""
@@ -183,7 +184,7 @@ def _signature(dead: DeadLetter) -> RecordHeaders:
     """The signature the ingress verified, as it wrote it (the evidence of a completion
     replayed keeps it); nothing for a webhook authenticated by a bearer token."""
     value = dead.header(SIGNATURE)
-    if value is None or not _EVENT_ID.fullmatch(value.decode("ascii", "replace")):
+    if value is None or not _HEX64.fullmatch(value.decode("ascii", "replace")):
         return []
     return [(SIGNATURE, value)]
 
@@ -192,7 +193,7 @@ def _webhook_event_id(dead: DeadLetter, js: bytes) -> str:
     """The eventId the ingress gave the webhook: its ``edume-event-id``, or its key, or
     else the SHA-256 of its ``JSON.stringify`` form (how the ingress computes it)."""
     for candidate in (dead.text(EVENT_ID), (dead.key or b"").decode("ascii", "replace")):
-        if candidate and _EVENT_ID.fullmatch(candidate):
+        if candidate and _HEX64.fullmatch(candidate):
             return candidate
     return hashlib.sha256(js).hexdigest()
 

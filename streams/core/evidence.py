@@ -43,7 +43,8 @@ def evidence_partition(user_id: int, partitions: int) -> int:
 def evidence_output(evidence: TrainingEvidence) -> Output:
     kind = topics.TRAINING_EVIDENCE
     return Output(kind, evidence_key(evidence.userId, evidence.courseId), evidence,
-                  derived_id(evidence.eventId, kind, str(evidence.courseId)), kind)
+                  derived_id(evidence.eventId, kind, str(evidence.courseId)), kind,
+                  partition_key=str(evidence.userId))
 
 
 def check(evidence: TrainingEvidence, secrets: list[str]) -> Verdict:

@@ -87,13 +87,22 @@ def read_webhook(record: InRecord, family: Family, layout: Layout, *,
 REKEY_TOPIC: dict[Family, str] = {"course": topics.COURSE_REKEY, "learner": topics.LEARNER_REKEY}
 
 
-def _why_not_a_webhook(exc: ValidationError, value: bytes) -> str:
+def json_object(value: bytes) -> dict[str, Any] | str:
+    """A record value that failed its model, parsed again for the reason: the object, or
+    why it is none ("not JSON", "not a JSON object")."""
     try:
         document = orjson.loads(value)
     except orjson.JSONDecodeError:
         return "not JSON"
     if not isinstance(document, dict):
         return "not a JSON object"
+    return document
+
+
+def _why_not_a_webhook(exc: ValidationError, value: bytes) -> str:
+    document = json_object(value)
+    if isinstance(document, str):
+        return document
     received = document.get("type")
     canonical_name = canonical_type(received)
     if canonical_name is None:

@@ -216,7 +216,8 @@ def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_evidence(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.tools.evidence import proofs, read_evidence, write_csv
+    from streams.kafka.evidence import read_evidence
+    from streams.tools.evidence import proofs, write_csv
 
     found = run(read_evidence(settings.kafka, settings.topic_prefix, args.user_id,
                               args.course_id))

@@ -16,9 +16,6 @@ from typing import IO
 
 from schemas.outputs import TrainingEvidence
 from streams.core.evidence import Verdict, check
-from streams.kafka.evidence import read_evidence
-
-__all__ = ["CSV_COLUMNS", "Proof", "proofs", "read_evidence", "write_csv"]
 
 CSV_COLUMNS = ("userId", "courseId", "completedAt", "verdict", "eventId", "signature",
                "receivedAt", "topic", "partition", "offset", "event")

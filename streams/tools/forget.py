@@ -35,7 +35,7 @@ them: what retention alone removes."""
 CHANGELOG_OF = {USER: topics.PROGRESS_CHANGELOG, EXTERNAL: topics.LINKS_CHANGELOG}
 """Whose tombstone says an erasure was applied: the table keyed by the erasure's subject."""
 _DEFAULT_SEGMENT_MS = 7 * 24 * 3600 * 1000
-_DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+"""Kafka's ``log.roll.ms`` default, for a broker that does not report ``segment.ms``."""
 
 
 @dataclass
@@ -134,7 +134,7 @@ async def remains(settings: Settings, now_ms: int) -> list[Remains]:
         if on_broker is None:
             continue
         configs = on_broker.configs or {}
-        retention = _ms(configs.get("retention.ms"), spec.retention_ms or _DEFAULT_RETENTION_MS)
+        retention = _ms(configs.get("retention.ms"), spec.retention_ms)
         segment = _ms(configs.get("segment.ms"), _DEFAULT_SEGMENT_MS)
         if retention is None or retention < 0:
             out.append(Remains(name, None, None))

@@ -52,7 +52,6 @@ class Announcer:
         """Whether every course is to be looked at (after a start or a rebalance)."""
         self._courses: set[int] = set()
         """Courses whose policy made them mandatory for more learners since the last look."""
-        self.announced = 0
 
     def policy_changed(self, course_id: int, policy: Policy | None) -> None:
         """A policy record read while the worker runs (removing one announces nothing)."""
@@ -83,7 +82,6 @@ class Announcer:
             raise
         if announced:
             log.info("announced %d completion(s) that policies call for", announced)
-        self.announced += announced
         return announced
 
     async def _look(self, courses: set[int] | None) -> int:

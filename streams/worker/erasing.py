@@ -77,8 +77,6 @@ class Eraser:
         self._evidence_partitions = layout.count(topics.TRAINING_EVIDENCE)
         self._progress_partitions = layout.count(topics.PROGRESS_CHANGELOG)
         self._links_partitions = layout.count(topics.LINKS_CHANGELOG)
-        self.erased = 0
-        """States dropped (learners' and links')."""
 
     async def arrived(self, erasure: Erasure) -> None:
         """An erasure read while the worker runs: the owners drop the learner's state."""
@@ -119,7 +117,6 @@ class Eraser:
             self.progress.delete(key)
             self._forget_due(key)
             if raw:
-                self.erased += 1
                 log.info("erased learner %s (asked for at %s)", key, erasure.requested_at)
 
     async def _erase_links(self, key: str, erasure: Erasure, *, live: bool) -> None:
@@ -147,7 +144,6 @@ class Eraser:
             await self._write(derived, self.links.tombstone(key, partition))
             self.links.delete(key)
             if raw:
-                self.erased += 1
                 log.info("erased the links of an external user (asked for at %s)",
                          erasure.requested_at)
 

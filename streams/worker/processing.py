@@ -30,7 +30,7 @@ from streams.core import headers, topics
 from streams.core.catalog_imports import read_import
 from streams.core.clock import MAX_CLOCK_SKEW_S, rfc3339
 from streams.core.erasures import ErasureBook, learner_predates
-from streams.core.evidence import evidence_output, evidence_partition
+from streams.core.evidence import evidence_output
 from streams.core.records import InRecord, Layout, OutRecord, dead_letter, partition_for
 from streams.core.state.catalog import (
     CatalogView,
@@ -108,10 +108,12 @@ class Step:
 
 
 def out_record(layout: Layout, output: Output, received_at: bytes) -> OutRecord:
-    """A reducer's output as the record to write (partitioned by its key, murmur2)."""
+    """A reducer's output as the record to write: partitioned by its key (murmur2, by the
+    producer), or by its ``partition_key``."""
+    by = output.partition_key
     return OutRecord(
         layout.name(output.topic),
-        None,
+        None if by is None else partition_for(by.encode(), layout.count(output.topic)),
         output.key.encode(),
         output.value.model_dump_json().encode(),
         [
@@ -272,7 +274,6 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
         self.links = reminder_after_s is not None
         """Whether this worker issues links (assignment links and reminders)."""
         self.reminder_after_us = int((reminder_after_s or 0) * 1_000_000)
-        self._evidence_partitions = layout.count(topics.TRAINING_EVIDENCE)
         self.due = ReminderIndex(self._table_partitions)
         """The next reminder due per learner whose state this processor last encoded:
         the shell's timer index (see ``streams.worker.timer``)."""
@@ -350,14 +351,6 @@ class LearnerProcessor(_KeyedProcessor[LearnerState]):
             signature=signature.decode() if signature is not None else None,
             receivedAt=received.decode() if received is not None else None,
             topic=record.topic, partition=record.partition, offset=record.offset))]
-
-    def _out_record(self, output: Output, cause: InRecord) -> OutRecord:
-        record = out_record(self.layout, output, cause.received_at())
-        if output.topic == topics.TRAINING_EVIDENCE:
-            user_id = int(output.key.partition("/")[0])
-            return record._replace(partition=evidence_partition(user_id,
-                                                                self._evidence_partitions))
-        return record
 
     def apply(self, state: LearnerState, webhook: Webhook) -> list[Output]:
         event: LearnerEvent = webhook.event

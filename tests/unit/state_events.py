@@ -163,30 +163,34 @@ def oracle_course(events: list[Ev]) -> dict[str, Any]:
     view: dict[str, Any] = {"published": None, "deleted": False, "deletedAt": None,
                             "titleChangedAt": None, "teamIds": set()}
     for e in unique_in_order(events):
-        d = e.doc
-        p = d["payload"]
-        teams = {t["teamId"] for t in p["teams"]}
-        sub = p.get("type")
-        if sub == "team.assigned":
-            view["teamIds"] |= teams
-        elif sub == "team.removed":
-            view["teamIds"] -= teams
-        else:
-            view["teamIds"] = teams
-        if sub == "title.changed":
-            view["titleChangedAt"] = d["timestamp"]
-        if d["type"] in ("course.added", "course.unpublished"):
-            view["published"] = False
-        elif d["type"] == "course.published":
-            view["published"] = True
-        elif d["type"] == "course.deleted" and not view["deleted"]:
-            view["deleted"], view["deletedAt"] = True, d["timestamp"]
-        view["courseKey"] = p["course"]["courseKey"]
-        view["groupId"] = p["group"]["groupId"]
-        view["moduleIds"] = [m["moduleId"] for m in p["modules"]]
-        view["lastEventAt"] = d["timestamp"]
+        oracle_course_event(view, e.doc)
     view["teamIds"] = sorted(view["teamIds"])
     return view
+
+
+def oracle_course_event(view: dict[str, Any], d: dict[str, Any]) -> None:
+    """One course event into the oracle's view (``teamIds`` a set until the end)."""
+    p = d["payload"]
+    teams = {t["teamId"] for t in p["teams"]}
+    sub = p.get("type")
+    if sub == "team.assigned":
+        view["teamIds"] |= teams
+    elif sub == "team.removed":
+        view["teamIds"] -= teams
+    else:
+        view["teamIds"] = teams
+    if sub == "title.changed":
+        view["titleChangedAt"] = d["timestamp"]
+    if d["type"] in ("course.added", "course.unpublished"):
+        view["published"] = False
+    elif d["type"] == "course.published":
+        view["published"] = True
+    elif d["type"] == "course.deleted" and not view["deleted"]:
+        view["deleted"], view["deletedAt"] = True, d["timestamp"]
+    view["courseKey"] = p["course"]["courseKey"]
+    view["groupId"] = p["group"]["groupId"]
+    view["moduleIds"] = [m["moduleId"] for m in p["modules"]]
+    view["lastEventAt"] = d["timestamp"]
 
 
 def oracle_learner(events: list[Ev]) -> dict[str, Any]:

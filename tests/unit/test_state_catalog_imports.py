@@ -32,6 +32,7 @@ from tests.unit.state_events import (
     content,
     course_events,
     make,
+    oracle_course_event,
     small_ids,
     timestamps,
 )
@@ -206,27 +207,7 @@ def oracle(found: list[Item]) -> dict[str, Any]:
             if d["moduleIds"] is not None:
                 view["moduleIds"] = d["moduleIds"]
             continue
-        d = item.doc
-        p = d["payload"]
-        teams = {t["teamId"] for t in p["teams"]}
-        sub = p.get("type")
-        if sub == "team.assigned":
-            view["teamIds"] |= teams
-        elif sub == "team.removed":
-            view["teamIds"] -= teams
-        else:
-            view["teamIds"] = teams
-        if sub == "title.changed":
-            view["titleChangedAt"] = d["timestamp"]
-        if d["type"] in ("course.added", "course.unpublished"):
-            view["published"] = False
-        elif d["type"] == "course.published":
-            view["published"] = True
-        elif d["type"] == "course.deleted" and not view["deleted"]:
-            view["deleted"], view["deletedAt"] = True, d["timestamp"]
-        view.update(courseKey=p["course"]["courseKey"], groupId=p["group"]["groupId"],
-                    moduleIds=[m["moduleId"] for m in p["modules"]],
-                    lastEventAt=d["timestamp"])
+        oracle_course_event(view, item.doc)
     view["teamIds"] = sorted(view["teamIds"])
     return view
 

@@ -222,3 +222,6 @@ class Output(NamedTuple):
     """``edume-event-id``: derived from the cause (``derived_id``)."""
     event_type: str
     """``edume-event-type``."""
+    partition_key: str | None = None
+    """What the record is partitioned by (murmur2) when it is not its key: a learner's
+    evidence goes by the userId, so one partition holds all of a learner's proofs."""
